@@ -1,0 +1,216 @@
+//! Build step (pure): the desired children of a validated BlockSight, one module per
+//! component. The controller applies exactly these; `blocksight render` prints them.
+
+pub mod api;
+pub mod bitcoind;
+pub mod electrs;
+pub mod grafana;
+pub mod meta;
+pub mod postgres;
+pub mod prometheus;
+pub mod redis;
+pub mod secrets;
+pub mod workload;
+
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource;
+use kube::api::ObjectMeta;
+use serde_json::Value;
+
+pub use meta::{Component, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
+
+use crate::validate::ValidBlockSight;
+
+/// Settings of the operator deployment that shape what it builds.
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    /// `host:port` where the BlockSight's Prometheus scrapes the operator's chain metrics.
+    pub operator_metrics_target: String,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        Self {
+            operator_metrics_target: "blocksight-operator.blocksight-system.svc:8080".to_owned(),
+        }
+    }
+}
+
+/// Kinds of applied children, in apply order: configuration and Services before the
+/// workloads that read them, so pods never start on half-written config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChildKind {
+    ConfigMap,
+    Service,
+    StatefulSet,
+    Deployment,
+    HorizontalPodAutoscaler,
+    PodDisruptionBudget,
+    Ingress,
+}
+
+impl ChildKind {
+    pub const ALL: [ChildKind; 7] = [
+        Self::ConfigMap,
+        Self::Service,
+        Self::StatefulSet,
+        Self::Deployment,
+        Self::HorizontalPodAutoscaler,
+        Self::PodDisruptionBudget,
+        Self::Ingress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigMap => "ConfigMap",
+            Self::Service => "Service",
+            Self::StatefulSet => "StatefulSet",
+            Self::Deployment => "Deployment",
+            Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::Ingress => "Ingress",
+        }
+    }
+}
+
+impl fmt::Display for ChildKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One child applied with server-side apply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Child {
+    ConfigMap(ConfigMap),
+    Service(Service),
+    StatefulSet(StatefulSet),
+    Deployment(Deployment),
+    HorizontalPodAutoscaler(HorizontalPodAutoscaler),
+    PodDisruptionBudget(PodDisruptionBudget),
+    Ingress(Ingress),
+}
+
+macro_rules! for_each_child {
+    ($child:expr, $obj:ident => $body:expr) => {
+        match $child {
+            Child::ConfigMap($obj) => $body,
+            Child::Service($obj) => $body,
+            Child::StatefulSet($obj) => $body,
+            Child::Deployment($obj) => $body,
+            Child::HorizontalPodAutoscaler($obj) => $body,
+            Child::PodDisruptionBudget($obj) => $body,
+            Child::Ingress($obj) => $body,
+        }
+    };
+}
+
+impl Child {
+    pub fn kind(&self) -> ChildKind {
+        match self {
+            Child::ConfigMap(_) => ChildKind::ConfigMap,
+            Child::Service(_) => ChildKind::Service,
+            Child::StatefulSet(_) => ChildKind::StatefulSet,
+            Child::Deployment(_) => ChildKind::Deployment,
+            Child::HorizontalPodAutoscaler(_) => ChildKind::HorizontalPodAutoscaler,
+            Child::PodDisruptionBudget(_) => ChildKind::PodDisruptionBudget,
+            Child::Ingress(_) => ChildKind::Ingress,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        for_each_child!(self, o => o.meta())
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        for_each_child!(self, o => o.meta_mut())
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    /// The object as sent to the API server, with apiVersion and kind.
+    pub fn to_value(&self) -> Value {
+        for_each_child!(self, o => with_type_meta(o))
+    }
+
+    /// The hash of the object, stored in [`SPEC_HASH_ANNOTATION`] when applied.
+    pub fn spec_hash(&self) -> &str {
+        self.meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Stamp the object with the hash of its content (computed without the stamp).
+    fn stamp(mut self) -> Self {
+        let hash = meta::digest(self.to_value().to_string().as_bytes());
+        self.meta_mut()
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(SPEC_HASH_ANNOTATION.to_owned(), hash);
+        self
+    }
+}
+
+/// Serialize a typed object with its apiVersion and kind (k8s-openapi's Serialize adds them).
+fn with_type_meta<K: serde::Serialize>(obj: &K) -> Value {
+    serde_json::to_value(obj).expect("Kubernetes objects serialize")
+}
+
+/// Everything the controller makes for one BlockSight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Applied with server-side apply, in apply order.
+    pub children: Vec<Child>,
+}
+
+/// Build every child of `bs`. Pure and deterministic: the same input always gives the same
+/// objects, byte for byte (argument lists in fixed order, maps sorted).
+pub fn build(bs: &ValidBlockSight, settings: &BuildSettings) -> Desired {
+    let mut children = Vec::new();
+    children.extend(bitcoind::build(bs));
+    if let Some(electrs) = &bs.electrs {
+        children.extend(electrs::build(bs, electrs));
+    }
+    children.extend(postgres::build(bs));
+    children.extend(redis::build(bs));
+    children.extend(api::build(bs));
+    if let Some(prometheus) = &bs.prometheus {
+        children.extend(prometheus::build(bs, prometheus, settings));
+    }
+    if let Some(grafana) = &bs.grafana {
+        children.extend(grafana::build(bs, grafana));
+    }
+    // Stable sort: by kind (apply order), then in the order the builders produced them.
+    children.sort_by_key(Child::kind);
+    Desired {
+        children: children.into_iter().map(Child::stamp).collect(),
+    }
+}
+
+/// A ConfigMap with the given files.
+pub(crate) fn config_map(meta: ObjectMeta, files: &[(&str, String)]) -> ConfigMap {
+    ConfigMap {
+        metadata: meta,
+        data: Some(
+            files
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// The Secret kind, re-exported for the secrets builder's callers.
+pub type GeneratedSecret = Secret;

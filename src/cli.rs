@@ -1,0 +1,293 @@
+//! The `blocksight` command line.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::build::{self, BuildSettings};
+use crate::crd::{self, BlockSight};
+use crate::run::{self, RunConfig};
+use crate::validate::{self, FieldError, InvalidSpec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "blocksight",
+    version,
+    about = "BlockSight Operator: the BlockSight.live backend on Kubernetes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Plain,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller.
+    Run {
+        /// Watch only this namespace (needs only a Role there); default: all namespaces.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Address of /metrics, /livez and /readyz.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_addr: SocketAddr,
+        #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+        log_format: LogFormat,
+        /// Elect a leader through a coordination.k8s.io/v1 Lease, so replicas can run safely.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        #[arg(long, default_value = "blocksight-operator")]
+        lease_name: String,
+        /// Namespace of the Lease: the operator's own.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// This replica's name in the Lease.
+        #[arg(long, env = "POD_NAME", default_value = "blocksight-operator")]
+        identity: String,
+        /// host:port where each BlockSight's Prometheus scrapes the operator's metrics.
+        #[arg(
+            long,
+            env = "OPERATOR_METRICS_TARGET",
+            default_value = "blocksight-operator.blocksight-system.svc:8080"
+        )]
+        operator_metrics_target: String,
+    },
+    /// Print every CRD of the project as multi-document YAML.
+    Crd {
+        /// Instead of printing, write one file per CRD into this folder (how crds/ is made).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print every object the controller would apply for the BlockSight(s) in a file.
+    Render {
+        /// File with BlockSight documents ("-" for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
+        output: OutputFormat,
+        /// Also print the credentials Secrets the controller creates on first reconcile,
+        /// with freshly generated values (never commit them).
+        #[arg(long)]
+        with_secrets: bool,
+    },
+    /// Print the RBAC rules the controller needs (the Helm chart grants exactly these).
+    Rbac,
+    /// Print the version.
+    Version,
+}
+
+/// Initialise logging: RUST_LOG filters (default info), JSON or plain lines on stderr.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,kube_lease_manager=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Plain => builder.init(),
+    }
+}
+
+/// Execute a parsed command line; returns the process exit code.
+pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run {
+            namespace,
+            metrics_addr,
+            log_format,
+            leader_election,
+            lease_name,
+            lease_namespace,
+            identity,
+            operator_metrics_target,
+        } => {
+            init_logging(log_format);
+            let config = RunConfig {
+                namespace,
+                metrics_addr,
+                leader_election,
+                lease_name,
+                lease_namespace,
+                identity,
+                settings: BuildSettings {
+                    operator_metrics_target,
+                },
+            };
+            match run::run(config).await {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "stopped");
+                    eprintln!("error: {e:#}");
+                    Ok(e.exit_code())
+                }
+            }
+        }
+        Command::Crd { dir: None } => {
+            print!("{}", crd_yaml());
+            Ok(0)
+        }
+        Command::Crd { dir: Some(dir) } => {
+            for (file, yaml) in crd_files() {
+                let path = dir.join(file);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(0)
+        }
+        Command::Render {
+            file,
+            output,
+            with_secrets,
+        } => {
+            let text = read_input(&file)?;
+            match render(&text, output, with_secrets, &BuildSettings::default()) {
+                Ok(out) => {
+                    print!("{out}");
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    Ok(1)
+                }
+            }
+        }
+        Command::Rbac => {
+            print!("{}", crate::rbac::to_yaml());
+            Ok(0)
+        }
+        Command::Version => {
+            println!("blocksight {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+    }
+}
+
+fn read_input(file: &PathBuf) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    }
+}
+
+/// Every CRD as multi-document YAML.
+pub fn crd_yaml() -> String {
+    crd_files().into_iter().map(|(_, yaml)| yaml).collect()
+}
+
+/// The files of crds/: `<plural>.<group>.yaml`, one CRD each.
+pub fn crd_files() -> Vec<(String, String)> {
+    crd::all_crds()
+        .iter()
+        .map(|c| {
+            let name = c.metadata.name.clone().unwrap_or_default();
+            (
+                format!("{name}.yaml"),
+                format!("---\n{}", serde_yaml::to_string(c).expect("CRDs serialize")),
+            )
+        })
+        .collect()
+}
+
+/// Parse one YAML document into a BlockSight, naming the field of any type error.
+pub fn parse_blocksight(doc: Value) -> Result<BlockSight, InvalidSpec> {
+    serde_path_to_error::deserialize::<_, BlockSight>(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "(document)".to_owned()
+        } else {
+            path
+        };
+        InvalidSpec(vec![FieldError {
+            field,
+            reason: e.into_inner().to_string(),
+        }])
+    })
+}
+
+/// Render every BlockSight in `text` (multi-document YAML) as the controller would build it.
+pub fn render(
+    text: &str,
+    output: OutputFormat,
+    with_secrets: bool,
+    settings: &BuildSettings,
+) -> anyhow::Result<String> {
+    let mut objects: Vec<Value> = Vec::new();
+    let mut found = 0;
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: Value = serde::Deserialize::deserialize(doc)
+            .with_context(|| format!("document {}: not YAML", index + 1))?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if kind != "BlockSight" {
+            bail!("document {}: kind {kind:?} is not BlockSight", index + 1);
+        }
+        found += 1;
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>")
+            .to_owned();
+        let invalid = |e: InvalidSpec| {
+            anyhow::anyhow!("document {} (BlockSight {name}): invalid: {e}", index + 1)
+        };
+        let bs = parse_blocksight(value).map_err(invalid)?;
+        let valid = validate::validate(&bs).map_err(invalid)?;
+        if with_secrets {
+            let secrets = build::secrets::generate(&valid, &mut rand::rng());
+            objects.extend(
+                secrets
+                    .iter()
+                    .map(|s| serde_json::to_value(s).expect("serializes")),
+            );
+        }
+        objects.extend(
+            build::build(&valid, settings)
+                .children
+                .iter()
+                .map(build::Child::to_value),
+        );
+    }
+    if found == 0 {
+        bail!("no BlockSight document found");
+    }
+    Ok(match output {
+        OutputFormat::Yaml => objects
+            .iter()
+            .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
+            .collect(),
+        OutputFormat::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&list).expect("serializes")
+            )
+        }
+    })
+}

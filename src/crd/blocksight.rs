@@ -1,0 +1,465 @@
+//! `BlockSight`: one object describing a whole BlockSight backend.
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::EnvVar;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{BlockSightStatus, Placement, Resources, SecretKeyRef, StorageSpec};
+
+/// Desired state of a BlockSight installation: Bitcoin Core, electrs, PostgreSQL, Redis,
+/// the BlockSight API and its monitoring, in the BlockSight's namespace.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[kube(
+    group = "blocksight.live",
+    version = "v1alpha1",
+    kind = "BlockSight",
+    namespaced,
+    status = "BlockSightStatus",
+    shortname = "bs",
+    category = "blocksight",
+    cel,
+    doc = "A BlockSight installation: Bitcoin Core, electrs, PostgreSQL, Redis, the BlockSight API and monitoring, run and kept healthy by the BlockSight operator.",
+    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child objects append a suffix such as -prometheus").field_path(".metadata.name"),
+    printcolumn(name = "Network", type_ = "string", json_path = ".spec.network"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Blocks", type_ = "integer", json_path = ".status.chain.blocks"),
+    printcolumn(name = "Sync", type_ = "number", json_path = ".status.chain.verificationProgress", description = "Chain verification progress (0 to 1)"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.bitcoind) || !has(self.bitcoind.prune) || self.bitcoind.prune == 0 || (has(self.electrs) && has(self.electrs.enabled) && !self.electrs.enabled)")
+        .message("bitcoind.prune must be 0 while electrs is enabled: electrs needs the full block chain")
+        .field_path(".bitcoind.prune"),
+    validation = Rule::new("!has(self.bitcoind) || !has(self.bitcoind.prune) || self.bitcoind.prune == 0 || (has(self.bitcoind.txindex) && !self.bitcoind.txindex)")
+        .message("bitcoind.txindex must be false when bitcoind.prune is set: Bitcoin Core cannot index a pruned chain")
+        .field_path(".bitcoind.txindex")
+)]
+pub struct BlockSightSpec {
+    /// Bitcoin network: mainnet, testnet, testnet4, signet or regtest. Immutable: a node's
+    /// chain data belongs to one network.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("network is immutable: create a new BlockSight for another network"))]
+    pub network: Network,
+
+    /// Stop changing child objects (maintenance). The operator still reports status.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// What happens to the data volumes and generated credentials when this BlockSight is
+    /// deleted or a component disabled: Retain (default) keeps them, Delete removes them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Bitcoin Core full node.
+    #[serde(default)]
+    pub bitcoind: BitcoindSpec,
+
+    /// electrs Electrum server indexing bitcoind's chain.
+    #[serde(default)]
+    pub electrs: ElectrsSpec,
+
+    /// PostgreSQL database of the BlockSight API (in-cluster or external).
+    #[serde(default)]
+    pub postgres: PostgresSpec,
+
+    /// Redis cache of the BlockSight API.
+    #[serde(default)]
+    pub redis: RedisSpec,
+
+    /// The BlockSight API (stateless, horizontally scalable).
+    #[serde(default)]
+    pub api: ApiSpec,
+
+    /// Prometheus and Grafana for this installation.
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+}
+
+/// Bitcoin network the installation runs on.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    Mainnet,
+    Testnet,
+    Testnet4,
+    Signet,
+    Regtest,
+}
+
+impl Network {
+    pub const ALL: [Network; 5] = [
+        Self::Mainnet,
+        Self::Testnet,
+        Self::Testnet4,
+        Self::Signet,
+        Self::Regtest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mainnet => "mainnet",
+            Self::Testnet => "testnet",
+            Self::Testnet4 => "testnet4",
+            Self::Signet => "signet",
+            Self::Regtest => "regtest",
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What deleting the BlockSight (or disabling a component) does to its data.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep PersistentVolumeClaims and generated credentials (days of chain sync and the
+    /// database survive a mistaken delete; recreating the BlockSight adopts them).
+    #[default]
+    Retain,
+    /// Delete PersistentVolumeClaims and generated credentials with their workloads.
+    Delete,
+}
+
+/// Bitcoin Core settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BitcoindSpec {
+    /// Container image; defaults to a pinned Bitcoin Core release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// Maintain a full transaction index (`-txindex`); default true. Needs an unpruned node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txindex: Option<bool>,
+    /// Prune the block store to this many MiB (0 = off, otherwise at least 550). Must be 0
+    /// while electrs is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 0 || self >= 550").message("prune must be 0 (off) or at least 550 MiB"))]
+    pub prune: Option<i64>,
+    /// UTXO database cache in MiB (4 to 16384); sized per network when omitted. Memory
+    /// requests and limits grow with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 4 && self <= 16384").message("dbcache must be between 4 and 16384 MiB"))]
+    pub dbcache: Option<i64>,
+    /// Extra command-line options for bitcoind (for example `-maxmempool=300`). Options the
+    /// operator manages (network, data dir, RPC, ZMQ, credentials) are rejected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, a.startsWith('-'))").message("every extraArgs entry must be an option starting with '-'"),
+        validation = Rule::new("!self.exists(a, a.matches('^--?(rpcpassword|rpcuser|rpcauth|rpcbind|rpcport|rpcallowip|rpccookiefile|datadir|conf|chain|testnet|testnet4|signet|regtest|port|bind|server|txindex|prune|dbcache|zmqpub[a-z]+|includeconf)(=.*)?$'))").message("extraArgs must not set options the operator manages (network, datadir, conf, RPC, credentials, ZMQ, txindex, prune, dbcache)")
+    )]
+    pub extra_args: Vec<String>,
+    /// Volume for the chain data.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Container resources; sized from dbcache and the network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+    /// Node selection and tolerations.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// electrs settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElectrsSpec {
+    /// Run electrs (default true). Disabling removes its workload; its index volume follows
+    /// deletionPolicy.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image; defaults to a pinned electrs release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// Number of electrs instances, each with its own index (0 to 10, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 10").message("replicas must be between 0 and 10"))]
+    pub replicas: Option<i32>,
+    /// Volume for the index.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Container resources; sized per network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+    /// Node selection and tolerations.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+impl Default for ElectrsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            replicas: None,
+            storage: StorageSpec::default(),
+            resources: None,
+            placement: Placement::default(),
+        }
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// Container image; defaults to a pinned PostgreSQL release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// Name of the application database (default `blocksight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z_][a-z0-9_]{0,62}$')").message("database must be a lower-case SQL identifier of at most 63 characters"))]
+    pub database: Option<String>,
+    /// Volume for the database.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Container resources; sized per network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+    /// Use an external PostgreSQL instead of running one: the connection URI comes from this
+    /// Secret key. No PostgreSQL workload is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalPostgres>,
+    /// Node selection and tolerations.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// An externally managed PostgreSQL.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalPostgres {
+    /// Secret key holding the connection URI (`postgres://user:password@host:5432/db`).
+    pub secret_ref: SecretKeyRef,
+}
+
+/// Redis settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Container image; defaults to a pinned Redis release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// Append-only-file persistence on a volume.
+    #[serde(default)]
+    pub persistence: RedisPersistence,
+    /// Container resources; sized per network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+    /// Node selection and tolerations.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// Redis persistence.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisPersistence {
+    /// Keep the cache on a volume (append-only file); default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Volume size; sized per network when omitted. May grow, never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 8Gi"),
+        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage size may grow but never shrink")
+    )]
+    pub size: Option<String>,
+    /// StorageClass of the volume. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for RedisPersistence {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            size: None,
+            storage_class_name: None,
+        }
+    }
+}
+
+/// BlockSight API settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Container image; defaults to the pinned BlockSight API release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// Replicas when autoscaling is off (0 to 100; default per network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("replicas must be between 0 and 100"))]
+    pub replicas: Option<i32>,
+    /// HorizontalPodAutoscaler on CPU utilisation.
+    #[serde(default)]
+    pub autoscaling: Autoscaling,
+    /// Extra environment variables (core/v1 EnvVar); they override the operator's wiring
+    /// of the same name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Ingress for the API.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+    /// Container resources; sized per network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+    /// Node selection and tolerations.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// Autoscaling of the API.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas").field_path(".minReplicas"))]
+pub struct Autoscaling {
+    /// Create a HorizontalPodAutoscaler (replicas is then ignored).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Lower bound (1 to 100, default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("minReplicas must be between 1 and 100"))]
+    pub min_replicas: Option<i32>,
+    /// Upper bound (1 to 100, default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("maxReplicas must be between 1 and 100"))]
+    pub max_replicas: Option<i32>,
+    /// Target average CPU utilisation in percent (1 to 100, default 70).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("targetCPUUtilizationPercentage must be between 1 and 100"))]
+    #[serde(rename = "targetCPUUtilizationPercentage")]
+    pub target_cpu_utilization_percentage: Option<i32>,
+}
+
+/// Ingress for the API.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.enabled || has(self.host)").message("ingress.host is required when ingress is enabled").field_path(".host"))]
+pub struct IngressSpec {
+    /// Create an Ingress.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Host name served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("host must be a DNS name"))]
+    pub host: Option<String>,
+    /// IngressClass name; the cluster default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// TLS termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+}
+
+/// TLS for the API Ingress.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// Secret holding (or receiving, with cert-manager) the certificate.
+    pub secret_name: String,
+    /// cert-manager ClusterIssuer that issues the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_issuer: Option<String>,
+}
+
+/// Monitoring of the installation.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// A Prometheus for this installation, loaded with the BlockSight alert rules.
+    #[serde(default)]
+    pub prometheus: PrometheusSpec,
+    /// A Grafana provisioned with the BlockSight dashboards.
+    #[serde(default)]
+    pub grafana: GrafanaSpec,
+}
+
+/// Prometheus settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    /// Run Prometheus (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image; defaults to a pinned Prometheus release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// How long samples are kept (a Prometheus duration such as `15d`; default 15d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(ms|s|m|h|d|w|y)$')").message("retention must be a duration such as 15d or 720h"))]
+    pub retention: Option<String>,
+    /// Volume for the time series database.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Container resources; sized per network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+}
+
+impl Default for PrometheusSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            retention: None,
+            storage: StorageSpec::default(),
+            resources: None,
+        }
+    }
+}
+
+/// Grafana settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaSpec {
+    /// Run Grafana (default true); needs Prometheus.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image; defaults to a pinned Grafana release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    pub image: Option<String>,
+    /// Container resources; sized per network when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Resources,
+}
+
+impl Default for GrafanaSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            resources: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,105 @@
+//! What the operator reports about a BlockSight.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a BlockSight, written only by the operator.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockSightStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Summary of the conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Ready, Progressing, Degraded, Paused, InvalidSpec (each with observedGeneration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Per component (bitcoind, electrs, postgres, redis, api, prometheus, grafana).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentStatus>,
+    /// Chain state reported by bitcoind (filled by the chain probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainStatus>,
+}
+
+/// Lifecycle phase of a BlockSight.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Not acted on yet, or the spec is invalid.
+    Pending,
+    /// Workloads are being created or rolled out.
+    Provisioning,
+    /// Workloads run; the chain or the index is catching up.
+    Syncing,
+    /// Everything is up and serving.
+    Ready,
+    /// Something that should work does not (see conditions).
+    Degraded,
+    /// spec.paused is true: the operator does not change children.
+    Paused,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Self::Pending,
+        Self::Provisioning,
+        Self::Syncing,
+        Self::Ready,
+        Self::Degraded,
+        Self::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Provisioning => "Provisioning",
+            Self::Syncing => "Syncing",
+            Self::Ready => "Ready",
+            Self::Degraded => "Degraded",
+            Self::Paused => "Paused",
+        }
+    }
+}
+
+/// Replica counts and image of one component's workload.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// Replicas the operator asked for (for the API under autoscaling: the HPA's choice).
+    pub desired_replicas: i32,
+    /// Replicas passing their readiness probe.
+    pub ready_replicas: i32,
+    /// Image the operator applied.
+    pub image: String,
+}
+
+/// Chain state reported by bitcoind.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainStatus {
+    /// Height of the most-work fully validated chain.
+    pub blocks: u64,
+    /// Height of the best known header chain.
+    pub headers: u64,
+    /// Estimated verification progress, 0 to 1.
+    pub verification_progress: f64,
+    /// Whether bitcoind is in initial block download.
+    pub initial_block_download: bool,
+    /// Connected peers.
+    #[serde(default)]
+    pub peers: u32,
+    /// Size of the block and undo files on disk.
+    #[serde(default)]
+    pub size_on_disk_bytes: u64,
+    /// bitcoind's version string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Whether the transaction index has caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txindex_synced: Option<bool>,
+}

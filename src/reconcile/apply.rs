@@ -1,0 +1,218 @@
+//! Apply step: create missing credentials, server-side apply the children that differ from
+//! the cluster, and delete children that are no longer desired. Every decision is made from
+//! the watch caches, so a cluster that already matches costs no request at all.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info};
+
+use super::context::Context;
+use super::drift;
+use super::error::{ApplyError, CredentialsError};
+use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
+
+/// Marks a recent delete in [`super::context::RecentWrites`].
+const DELETED: &str = "<deleted>";
+
+/// What the apply step did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub created_secrets: Vec<String>,
+    pub applied: Vec<(ChildKind, String)>,
+    pub pruned: Vec<(ChildKind, String)>,
+}
+
+/// Create each generated Secret that does not exist yet. Existing ones are never touched:
+/// their values are what the running services were initialised with.
+pub async fn ensure_credentials(
+    ctx: &Context,
+    namespace: &str,
+    generate: impl FnOnce() -> Vec<Secret>,
+    names: &[String],
+) -> Result<Vec<String>, CredentialsError> {
+    let missing = |name: &String| {
+        !ctx.caches.secret_exists(namespace, name)
+            && !ctx.recent_writes.contains("Secret", namespace, name, "")
+    };
+    if !names.iter().any(missing) {
+        return Ok(vec![]);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut created = Vec::new();
+    for secret in generate().into_iter().filter(|s| missing(&s.name_any())) {
+        let name = secret.name_any();
+        match api
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..Default::default()
+                },
+                &secret,
+            )
+            .await
+        {
+            Ok(_) => created.push(name.clone()),
+            // Another replica or an earlier attempt created it: keep what is there.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                debug!(secret = %name, "credentials already exist")
+            }
+            Err(source) => return Err(CredentialsError { name, source }),
+        }
+        ctx.recent_writes.record("Secret", namespace, &name, "");
+    }
+    Ok(created)
+}
+
+/// Whether `child` must be applied: it is missing, differs from what we last applied, or
+/// someone else changed a field we own.
+pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
+    let hash = child.spec_hash();
+    if ctx
+        .recent_writes
+        .contains(child.kind().as_str(), namespace, child.name(), hash)
+    {
+        return false;
+    }
+    let current =
+        ctx.caches
+            .with_meta(child.kind(), namespace, child.name(), |meta| {
+                let applied_hash = meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
+                    .map(String::as_str);
+                let drifted = meta.managed_fields.as_deref().is_some_and(|fields| {
+                    drift::is_drifted(fields, FIELD_MANAGER, &child.to_value())
+                });
+                applied_hash == Some(hash) && !drifted
+            });
+    current != Some(true)
+}
+
+async fn apply_typed<K>(client: &Client, namespace: &str, obj: &K) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn delete_typed<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn apply_child(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {
+    match child {
+        Child::ConfigMap(o) => apply_typed(client, namespace, o).await,
+        Child::Service(o) => apply_typed(client, namespace, o).await,
+        Child::StatefulSet(o) => apply_typed(client, namespace, o).await,
+        Child::Deployment(o) => apply_typed(client, namespace, o).await,
+        Child::HorizontalPodAutoscaler(o) => apply_typed(client, namespace, o).await,
+        Child::PodDisruptionBudget(o) => apply_typed(client, namespace, o).await,
+        Child::Ingress(o) => apply_typed(client, namespace, o).await,
+    }
+}
+
+async fn delete_child(
+    client: &Client,
+    kind: ChildKind,
+    namespace: &str,
+    name: &str,
+) -> Result<(), kube::Error> {
+    match kind {
+        ChildKind::ConfigMap => delete_typed::<ConfigMap>(client, namespace, name).await,
+        ChildKind::Service => delete_typed::<Service>(client, namespace, name).await,
+        ChildKind::StatefulSet => delete_typed::<StatefulSet>(client, namespace, name).await,
+        ChildKind::Deployment => delete_typed::<Deployment>(client, namespace, name).await,
+        ChildKind::HorizontalPodAutoscaler => {
+            delete_typed::<HorizontalPodAutoscaler>(client, namespace, name).await
+        }
+        ChildKind::PodDisruptionBudget => {
+            delete_typed::<PodDisruptionBudget>(client, namespace, name).await
+        }
+        ChildKind::Ingress => delete_typed::<Ingress>(client, namespace, name).await,
+    }
+}
+
+/// Apply what differs, in order (config and Services before workloads), then prune the
+/// children of `owner_uid` that are no longer desired (a disabled component). Pruning a
+/// StatefulSet leaves its PVCs to their retention policy, i.e. to deletionPolicy.
+pub async fn apply_children(
+    ctx: &Context,
+    namespace: &str,
+    owner_uid: &str,
+    desired: &Desired,
+) -> Result<Applied, ApplyError> {
+    let mut applied = Applied::default();
+    for child in &desired.children {
+        if !needs_apply(ctx, namespace, child) {
+            continue;
+        }
+        let (kind, name) = (child.kind(), child.name().to_owned());
+        apply_child(&ctx.client, namespace, child)
+            .await
+            .map_err(|source| ApplyError::Apply {
+                kind,
+                name: name.clone(),
+                source,
+            })?;
+        ctx.recent_writes
+            .record(kind.as_str(), namespace, &name, child.spec_hash());
+        info!(%kind, %name, "applied");
+        applied.applied.push((kind, name));
+    }
+    for (kind, ns, name) in ctx.caches.children_of(owner_uid) {
+        let wanted = desired
+            .children
+            .iter()
+            .any(|c| c.kind() == kind && c.name() == name);
+        if wanted
+            || ns != namespace
+            || ctx
+                .recent_writes
+                .contains(kind.as_str(), namespace, &name, DELETED)
+        {
+            continue;
+        }
+        delete_child(&ctx.client, kind, namespace, &name)
+            .await
+            .map_err(|source| ApplyError::Prune {
+                kind,
+                name: name.clone(),
+                source,
+            })?;
+        ctx.recent_writes
+            .record(kind.as_str(), namespace, &name, DELETED);
+        info!(%kind, %name, "deleted: no longer desired");
+        applied.pruned.push((kind, name));
+    }
+    Ok(applied)
+}

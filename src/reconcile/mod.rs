@@ -1,0 +1,251 @@
+//! The reconcile pipeline for one BlockSight:
+//!
+//! 1. validate ([`crate::validate`], pure) the spec into a `ValidBlockSight`;
+//! 2. build ([`crate::build`], pure) the desired children;
+//! 3. apply ([`apply`]): create missing credentials, server-side apply what differs from
+//!    the watch caches (config before workloads), prune what is no longer desired;
+//! 4. status ([`status`]): compute from what was applied and what workloads report, and
+//!    write it only when it changed.
+//!
+//! Nothing here reads the API server: every decision comes from the watch caches, so a
+//! BlockSight that already matches the cluster costs no request.
+
+pub mod apply;
+pub mod context;
+pub mod drift;
+pub mod error;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+pub use context::{Caches, Context, RecentWrites};
+pub use error::Error;
+
+use crate::build::{self, secrets};
+use crate::crd::{BlockSight, BlockSightStatus};
+use crate::validate;
+use status::Outcome;
+
+/// How often a converged BlockSight is looked at again (from the caches: costs nothing).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reconcile one BlockSight. See the module documentation for the steps.
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<BlockSight>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let bs = match &guard.0 {
+        Ok(bs) => bs,
+        Err(invalid) => {
+            // One malformed object must not stop the others: report it and wait for an edit.
+            warn!(name = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace, error = %invalid.error, "malformed BlockSight");
+            ctx.metrics.record_failure("malformed_object");
+            return Ok(Action::await_change());
+        }
+    };
+    let _timer = ctx.metrics.reconcile_timer();
+    let (namespace, name) = (bs.namespace().unwrap_or_default(), bs.name_any());
+    if bs.meta().deletion_timestamp.is_some() {
+        // Children go with their owner reference; PVCs and credentials follow deletionPolicy.
+        ctx.metrics.forget_instance(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+
+    let (outcome, error) = match validate::validate(bs) {
+        Err(invalid) => (
+            Outcome::Invalid(invalid.clone()),
+            Some(Error::InvalidSpec(invalid)),
+        ),
+        Ok(valid) if valid.paused => (Outcome::Paused, None),
+        Ok(valid) => {
+            let desired = build::build(&valid, &ctx.settings);
+            let result = apply_all(&ctx, bs, &valid, &desired).await;
+            let workloads = status::observe(
+                &desired.children,
+                |n| ctx.caches.stateful_set(&namespace, n),
+                |n| ctx.caches.deployment(&namespace, n),
+            );
+            match result {
+                Ok(()) => (
+                    Outcome::Applied {
+                        workloads,
+                        failure: None,
+                    },
+                    None,
+                ),
+                Err(e) => {
+                    let failure = Some((e.reason().to_owned(), e.to_string()));
+                    (Outcome::Applied { workloads, failure }, Some(e))
+                }
+            }
+        }
+    };
+
+    let previous = bs.status.as_ref();
+    let new_status = status::compute(previous, bs.meta().generation, &outcome, now());
+    if previous != Some(&new_status) {
+        let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
+        status::write(&api, &name, &new_status).await?;
+        publish_transitions(&ctx, bs, previous, &new_status).await;
+    }
+    let components: Vec<(String, i32, i32)> = new_status
+        .components
+        .iter()
+        .map(|(c, s)| (c.clone(), s.desired_replicas, s.ready_replicas))
+        .collect();
+    ctx.metrics.record_instance(
+        &namespace,
+        &name,
+        new_status.phase.unwrap_or(crate::crd::Phase::Pending),
+        &components,
+    );
+
+    match error {
+        Some(e) => Err(e),
+        None => {
+            ctx.clear_failures(&namespace, &name);
+            Ok(Action::requeue(RESYNC))
+        }
+    }
+}
+
+async fn apply_all(
+    ctx: &Context,
+    bs: &BlockSight,
+    valid: &validate::ValidBlockSight,
+    desired: &build::Desired,
+) -> Result<(), Error> {
+    let names = [
+        Some(secrets::rpc_secret_name(valid)),
+        matches!(valid.postgres, validate::Postgres::InCluster { .. })
+            .then(|| secrets::postgres_secret_name(valid)),
+        Some(secrets::redis_secret_name(valid)),
+        valid
+            .grafana
+            .as_ref()
+            .map(|_| secrets::grafana_secret_name(valid)),
+    ];
+    let names: Vec<String> = names.into_iter().flatten().collect();
+    let created = apply::ensure_credentials(
+        ctx,
+        &valid.namespace,
+        || secrets::generate(valid, &mut rand::rng()),
+        &names,
+    )
+    .await?;
+    for name in created {
+        info!(secret = %name, "generated credentials");
+    }
+    let uid = bs.uid().unwrap_or_default();
+    apply::apply_children(ctx, &valid.namespace, &uid, desired).await?;
+    Ok(())
+}
+
+/// Kubernetes timestamps have second precision.
+fn now() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).expect("in range"))
+}
+
+/// Events for the condition changes a user cares about (only on transitions, so a steady
+/// state emits none).
+async fn publish_transitions(
+    ctx: &Context,
+    bs: &BlockSight,
+    old: Option<&BlockSightStatus>,
+    new: &BlockSightStatus,
+) {
+    let flipped_on = |kind: &str| {
+        status::condition_status(Some(new), kind) == Some("True")
+            && status::condition_status(old, kind) != Some("True")
+    };
+    let message = |kind: &str| {
+        new.conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let mut events = Vec::new();
+    if flipped_on(status::INVALID_SPEC) {
+        let (_, note) = message(status::INVALID_SPEC).unwrap_or_default();
+        events.push((EventType::Warning, "InvalidSpec".to_owned(), note));
+    }
+    if flipped_on(status::DEGRADED) {
+        let (reason, note) = message(status::DEGRADED).unwrap_or_default();
+        events.push((EventType::Warning, reason, note));
+    }
+    if flipped_on(status::READY) {
+        events.push((
+            EventType::Normal,
+            "Ready".to_owned(),
+            "every component is rolled out and ready".to_owned(),
+        ));
+    }
+    if flipped_on(status::PAUSED) {
+        events.push((
+            EventType::Normal,
+            "Paused".to_owned(),
+            "spec.paused is true: children are not changed".to_owned(),
+        ));
+    } else if status::condition_status(old, status::PAUSED) == Some("True")
+        && status::condition_status(Some(new), status::PAUSED) != Some("True")
+    {
+        events.push((
+            EventType::Normal,
+            "Resumed".to_owned(),
+            "spec.paused is false again".to_owned(),
+        ));
+    }
+    let reference = bs.object_ref(&());
+    for (type_, reason, note) in events {
+        let event = Event {
+            type_,
+            reason,
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            // Events are best effort; a failure must not fail the reconciliation.
+            warn!(error = %e, "publishing event failed");
+        }
+    }
+}
+
+/// Decide when to retry after `error`: never for errors the user must fix, with an
+/// exponential backoff (5 s doubling to 5 min) for transient ones.
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<BlockSight>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.record_failure(error.category());
+    if error.is_permanent() {
+        return Action::await_change();
+    }
+    let meta = match &guard.0 {
+        Ok(bs) => bs.meta().clone(),
+        Err(invalid) => invalid.metadata.clone(),
+    };
+    let attempts = ctx.record_failure(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    warn!(error = %error, category = error.category(), attempts, "reconcile failed");
+    Action::requeue(backoff(attempts))
+}
+
+/// 5 s, 10 s, 20 s … capped at 5 minutes.
+pub fn backoff(attempts: u32) -> Duration {
+    let seconds = 5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
+    Duration::from_secs(seconds.min(300))
+}

@@ -1,0 +1,352 @@
+//! `blocksight run`: the controller process. Watches, leader election, the HTTP endpoints
+//! (/metrics, /livez, /readyz) and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use kube_lease_manager::LeaseManagerBuilder;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY};
+use crate::crd::BlockSight;
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Caches, Context, RecentWrites};
+
+/// Settings of `blocksight run`.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Watch only this namespace (Role-only RBAC); all namespaces when None.
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub identity: String,
+    pub settings: BuildSettings,
+}
+
+/// Why the process stopped abnormally; each has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "the BlockSight CRD (blocksight.live/v1alpha1) is not installed in this cluster: \
+         install it with `blocksight crd | kubectl apply --server-side -f -` (or the Helm chart)"
+    )]
+    CrdMissing,
+    #[error("lost the leader Lease; exiting so that a restart re-joins the election")]
+    LostLeadership,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::CrdMissing => 3,
+            RunError::LostLeadership => 4,
+            RunError::Other(_) => 1,
+        }
+    }
+}
+
+/// What the HTTP endpoints report.
+struct Health {
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+}
+
+async fn metrics_handler(
+    State(health): State<Arc<Health>>,
+) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        health.metrics.encode(),
+    )
+}
+
+async fn ready_handler(State(health): State<Arc<Health>>) -> StatusCode {
+    if health.ready.load(Ordering::Relaxed) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Serve /metrics, /livez and /readyz until `shutdown`.
+async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/livez", get(|| async { StatusCode::OK }))
+        .route("/readyz", get(ready_handler))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    info!(%addr, "serving /metrics, /livez, /readyz");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// Cancel `token` on SIGTERM or Ctrl-C.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => info!("interrupted; shutting down"),
+            _ = term => info!("SIGTERM; shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+/// Fail fast, with a clear message, when the CRD is not installed (API discovery needs no RBAC).
+pub async fn check_crd(client: &Client) -> Result<(), RunError> {
+    match client
+        .list_api_group_resources("blocksight.live/v1alpha1")
+        .await
+    {
+        Ok(list) if list.resources.iter().any(|r| r.name == "blocksights") => Ok(()),
+        Ok(_) => Err(RunError::CrdMissing),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(RunError::CrdMissing),
+        Err(e) => Err(RunError::Other(
+            anyhow::Error::new(e).context("API discovery of blocksight.live/v1alpha1"),
+        )),
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A metadata-only reflector of the operator's children of kind `K`, and the trigger
+/// stream for the controller.
+fn metadata_reflector<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> (
+    Store<kube::core::PartialObjectMeta<K>>,
+    impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>>
+    + Send
+    + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    // An Api of PartialObjectMeta makes metadata-only list and watch requests.
+    let stream = watcher(
+        scoped::<kube::core::PartialObjectMeta<K>>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    (reader, stream)
+}
+
+/// Run the controller until SIGTERM (or until leadership is lost).
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    let client = Client::try_default()
+        .await
+        .context("loading the Kubernetes client configuration")?;
+    check_crd(&client).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let server = tokio::spawn(serve(config.metrics_addr, health.clone(), shutdown.clone()));
+
+    let lost_leadership = Arc::new(AtomicBool::new(false));
+    if config.leader_election {
+        // A standby is healthy: ready, so rollouts of the operator's Deployment proceed.
+        health.ready.store(true, Ordering::Relaxed);
+        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+            .with_namespace(&config.lease_namespace)
+            .with_identity(&config.identity)
+            .with_field_manager(FIELD_MANAGER)
+            .build()
+            .await
+            .context("creating the leader election Lease manager")?;
+        let (mut leading, _task) = manager.watch().await;
+        info!(lease = %config.lease_name, identity = %config.identity, "waiting for leadership");
+        while !*leading.borrow_and_update() {
+            tokio::select! {
+                changed = leading.changed() => changed.context("leader election stopped")?,
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+        info!("acquired leadership");
+        metrics.leader.set(1);
+        health.ready.store(false, Ordering::Relaxed);
+        let (shutdown, lost) = (shutdown.clone(), lost_leadership.clone());
+        tokio::spawn(async move {
+            while leading.changed().await.is_ok() {
+                if !*leading.borrow() {
+                    lost.store(true, Ordering::Relaxed);
+                    shutdown.cancel();
+                    return;
+                }
+            }
+        });
+    }
+
+    let ns = config.namespace.as_deref();
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    let (config_maps, config_map_events) = metadata_reflector::<ConfigMap>(&client, ns, &children);
+    let (secrets, secret_events) = metadata_reflector::<Secret>(&client, ns, &children);
+    let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
+    let (autoscalers, autoscaler_events) =
+        metadata_reflector::<HorizontalPodAutoscaler>(&client, ns, &children);
+    let (disruption_budgets, budget_events) =
+        metadata_reflector::<PodDisruptionBudget>(&client, ns, &children);
+    let (ingresses, ingress_events) = metadata_reflector::<Ingress>(&client, ns, &children);
+    // Workloads are watched whole for their status, minus the pod template (the bulk of
+    // the object, never read): keeps memory flat with thousands of BlockSights.
+    let (stateful_sets, writer) = reflector::store();
+    let stateful_set_events = watcher(scoped::<StatefulSet>(&client, ns), children.clone())
+        .default_backoff()
+        .modify(|s: &mut StatefulSet| {
+            s.spec.template = Default::default();
+            s.spec.volume_claim_templates = None;
+        })
+        .reflect(writer)
+        .touched_objects();
+    let (deployments, writer) = reflector::store();
+    let deployment_events = watcher(scoped::<Deployment>(&client, ns), children.clone())
+        .default_backoff()
+        .modify(|d: &mut Deployment| {
+            d.spec.template = Default::default();
+        })
+        .reflect(writer)
+        .touched_objects();
+
+    let caches = Caches {
+        config_maps,
+        secrets,
+        services,
+        stateful_sets,
+        deployments,
+        autoscalers,
+        disruption_budgets,
+        ingresses,
+    };
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: Some(config.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        caches: caches.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        settings: config.settings.clone(),
+        recent_writes: RecentWrites::default(),
+        failures: Default::default(),
+    });
+
+    let blocksights = scoped::<DeserializeGuard<BlockSight>>(&client, ns);
+    let controller = Controller::new(blocksights, watcher::Config::default().any_semantic())
+        .owns_stream(config_map_events)
+        .owns_stream(secret_events)
+        .owns_stream(service_events)
+        .owns_stream(stateful_set_events)
+        .owns_stream(deployment_events)
+        .owns_stream(autoscaler_events)
+        .owns_stream(budget_events)
+        .owns_stream(ingress_events);
+    let primary = controller.store();
+    {
+        let (health, caches) = (health.clone(), caches.clone());
+        tokio::spawn(async move {
+            if primary.wait_until_ready().await.is_ok() && caches.wait_until_ready().await.is_ok() {
+                info!("every watch has delivered its first list: ready");
+                health.ready.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    info!(namespace = ns.unwrap_or("<all>"), "starting the controller");
+    controller
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                // Reconcile errors are logged by error_policy; these are the runtime's own.
+                match e {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!(error = %other, "controller"),
+                }
+            }
+        })
+        .await;
+    info!("controller stopped");
+    shutdown.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => error!(error = %e, "HTTP server failed"),
+        Err(_) => warn!("HTTP server did not stop within 5 s"),
+        _ => {}
+    }
+    if lost_leadership.load(Ordering::Relaxed) {
+        return Err(RunError::LostLeadership);
+    }
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! Validate step (pure): a `BlockSight` becomes a [`ValidBlockSight`] with every default
+//! resolved, or an [`InvalidSpec`] naming each offending field.
+//!
+//! The CEL rules are the CRD's own (`x-kubernetes-validations`), evaluated locally with
+//! kube's CEL support, so `render`, the controller and the API server agree on what is valid.
+
+pub mod defaults;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::core::cel::{CompiledSchema, compile_schema, validate_compiled};
+use kube::{CustomResourceExt, Resource, ResourceExt};
+
+use crate::crd::{BlockSight, DeletionPolicy, Network, Placement, SecretKeyRef, StorageSpec};
+
+/// One problem with the spec, named by its field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path such as `spec.bitcoind.prune`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Why a spec was rejected: every problem found, not only the first.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidSpec(pub Vec<FieldError>);
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+/// A persistent volume with its size resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Volume {
+    pub size: Quantity,
+    pub storage_class_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bitcoind {
+    pub image: String,
+    pub txindex: bool,
+    pub prune_mib: i64,
+    pub dbcache_mib: i64,
+    pub extra_args: Vec<String>,
+    pub storage: Volume,
+    pub resources: ResourceRequirements,
+    pub placement: Placement,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Electrs {
+    pub image: String,
+    pub replicas: i32,
+    pub storage: Volume,
+    pub resources: ResourceRequirements,
+    pub placement: Placement,
+}
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Postgres {
+    InCluster {
+        image: String,
+        database: String,
+        storage: Volume,
+        resources: ResourceRequirements,
+        placement: Placement,
+    },
+    External {
+        database: String,
+        uri: SecretKeyRef,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Redis {
+    pub image: String,
+    pub persistence: Option<Volume>,
+    pub resources: ResourceRequirements,
+    pub placement: Placement,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Autoscaling {
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    pub target_cpu_percent: i32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ingress {
+    pub host: String,
+    pub class_name: Option<String>,
+    pub tls_secret: Option<String>,
+    pub cluster_issuer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Api {
+    pub image: String,
+    /// Replicas without autoscaling.
+    pub replicas: i32,
+    pub autoscaling: Option<Autoscaling>,
+    pub env: Vec<EnvVar>,
+    pub ingress: Option<Ingress>,
+    pub resources: ResourceRequirements,
+    pub placement: Placement,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prometheus {
+    pub image: String,
+    pub retention: String,
+    pub storage: Volume,
+    pub resources: ResourceRequirements,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grafana {
+    pub image: String,
+    pub resources: ResourceRequirements,
+}
+
+/// A BlockSight that passed validation, every default resolved. Builders take only this.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidBlockSight {
+    pub name: String,
+    pub namespace: String,
+    /// Controller reference for children; None when the object has no uid yet (offline render).
+    pub owner: Option<OwnerReference>,
+    pub network: Network,
+    pub paused: bool,
+    pub deletion_policy: DeletionPolicy,
+    pub bitcoind: Bitcoind,
+    pub electrs: Option<Electrs>,
+    pub postgres: Postgres,
+    pub redis: Redis,
+    pub api: Api,
+    pub prometheus: Option<Prometheus>,
+    pub grafana: Option<Grafana>,
+}
+
+/// The CRD schema with its CEL rules compiled once per process.
+fn compiled_schema() -> &'static CompiledSchema {
+    static SCHEMA: OnceLock<CompiledSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let crd = BlockSight::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("the derived CRD has a schema");
+        compile_schema(&serde_json::to_value(schema).expect("schema serializes"))
+    })
+}
+
+/// Evaluate the CRD's CEL rules on `bs` (and the transition rules against `old`).
+pub fn check_cel(bs: &BlockSight, old: Option<&BlockSight>) -> Vec<FieldError> {
+    let object = serde_json::to_value(bs).expect("BlockSight serializes");
+    let old = old.map(|o| serde_json::to_value(o).expect("BlockSight serializes"));
+    match validate_compiled(compiled_schema(), &object, old.as_ref()) {
+        Ok(()) => vec![],
+        Err(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| FieldError {
+                field: e.field_path.trim_start_matches('.').to_owned(),
+                reason: e.message,
+            })
+            .collect(),
+    }
+}
+
+/// Validate `bs` into a [`ValidBlockSight`]. Pure: reads nothing but its argument.
+pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
+    let mut problems = check_cel(bs, None);
+    let name = bs.name_any();
+    if name.is_empty() {
+        problems.push(FieldError {
+            field: "metadata.name".into(),
+            reason: "is required".into(),
+        });
+    }
+    let spec = &bs.spec;
+    if spec.monitoring.grafana.enabled && !spec.monitoring.prometheus.enabled {
+        problems.push(FieldError {
+            field: "spec.monitoring.grafana.enabled".into(),
+            reason: "Grafana needs spec.monitoring.prometheus.enabled".into(),
+        });
+    }
+    check_resources(
+        &mut problems,
+        "spec.bitcoind.resources",
+        &spec.bitcoind.resources,
+    );
+    check_resources(
+        &mut problems,
+        "spec.electrs.resources",
+        &spec.electrs.resources,
+    );
+    check_resources(
+        &mut problems,
+        "spec.postgres.resources",
+        &spec.postgres.resources,
+    );
+    check_resources(&mut problems, "spec.redis.resources", &spec.redis.resources);
+    check_resources(&mut problems, "spec.api.resources", &spec.api.resources);
+    check_resources(
+        &mut problems,
+        "spec.monitoring.prometheus.resources",
+        &spec.monitoring.prometheus.resources,
+    );
+    check_resources(
+        &mut problems,
+        "spec.monitoring.grafana.resources",
+        &spec.monitoring.grafana.resources,
+    );
+    if !problems.is_empty() {
+        // One problem can be reported by two rules (e.g. a field rule and a struct rule).
+        problems.sort_by(|a, b| (&a.field, &a.reason).cmp(&(&b.field, &b.reason)));
+        problems.dedup();
+        return Err(InvalidSpec(problems));
+    }
+
+    let network = spec.network;
+    let dbcache_mib = spec
+        .bitcoind
+        .dbcache
+        .unwrap_or_else(|| defaults::dbcache_mib(network));
+    let sized = |component: &str, given: &Option<ResourceRequirements>| {
+        given
+            .clone()
+            .unwrap_or_else(|| defaults::resources(component, network, dbcache_mib))
+    };
+    let volume = |component: &str, given: &StorageSpec| Volume {
+        size: given
+            .size
+            .clone()
+            .map(Quantity)
+            .unwrap_or_else(|| defaults::storage(component, network)),
+        storage_class_name: given.storage_class_name.clone(),
+    };
+    let image =
+        |given: &Option<String>, default: &str| given.clone().unwrap_or_else(|| default.to_owned());
+    let database = spec
+        .postgres
+        .database
+        .clone()
+        .unwrap_or_else(|| "blocksight".to_owned());
+
+    let bitcoind = Bitcoind {
+        image: image(&spec.bitcoind.image, defaults::image::BITCOIND),
+        txindex: spec.bitcoind.txindex.unwrap_or(true),
+        prune_mib: spec.bitcoind.prune.unwrap_or(0),
+        dbcache_mib,
+        extra_args: spec.bitcoind.extra_args.clone(),
+        storage: volume("bitcoind", &spec.bitcoind.storage),
+        resources: sized("bitcoind", &spec.bitcoind.resources),
+        placement: spec.bitcoind.placement.clone(),
+    };
+    let electrs = spec.electrs.enabled.then(|| Electrs {
+        image: image(&spec.electrs.image, defaults::image::ELECTRS),
+        replicas: spec.electrs.replicas.unwrap_or(1),
+        storage: volume("electrs", &spec.electrs.storage),
+        resources: sized("electrs", &spec.electrs.resources),
+        placement: spec.electrs.placement.clone(),
+    });
+    let postgres = match &spec.postgres.external {
+        Some(external) => Postgres::External {
+            database,
+            uri: external.secret_ref.clone(),
+        },
+        None => Postgres::InCluster {
+            image: image(&spec.postgres.image, defaults::image::POSTGRES),
+            database,
+            storage: volume("postgres", &spec.postgres.storage),
+            resources: sized("postgres", &spec.postgres.resources),
+            placement: spec.postgres.placement.clone(),
+        },
+    };
+    let redis = Redis {
+        image: image(&spec.redis.image, defaults::image::REDIS),
+        persistence: spec.redis.persistence.enabled.then(|| Volume {
+            size: spec
+                .redis
+                .persistence
+                .size
+                .clone()
+                .map(Quantity)
+                .unwrap_or_else(|| defaults::storage("redis", network)),
+            storage_class_name: spec.redis.persistence.storage_class_name.clone(),
+        }),
+        resources: sized("redis", &spec.redis.resources),
+        placement: spec.redis.placement.clone(),
+    };
+    let scaling = &spec.api.autoscaling;
+    let api = Api {
+        image: image(&spec.api.image, defaults::image::API),
+        replicas: spec
+            .api
+            .replicas
+            .unwrap_or_else(|| defaults::api_replicas(network)),
+        autoscaling: scaling.enabled.then(|| Autoscaling {
+            min_replicas: scaling.min_replicas.unwrap_or(2),
+            max_replicas: scaling
+                .max_replicas
+                .unwrap_or(10)
+                .max(scaling.min_replicas.unwrap_or(2)),
+            target_cpu_percent: scaling.target_cpu_utilization_percentage.unwrap_or(70),
+        }),
+        env: spec.api.env.clone(),
+        ingress: spec.api.ingress.enabled.then(|| Ingress {
+            host: spec.api.ingress.host.clone().unwrap_or_default(),
+            class_name: spec.api.ingress.class_name.clone(),
+            tls_secret: spec.api.ingress.tls.as_ref().map(|t| t.secret_name.clone()),
+            cluster_issuer: spec
+                .api
+                .ingress
+                .tls
+                .as_ref()
+                .and_then(|t| t.cluster_issuer.clone()),
+        }),
+        resources: sized("api", &spec.api.resources),
+        placement: spec.api.placement.clone(),
+    };
+    let prom = &spec.monitoring.prometheus;
+    let prometheus = prom.enabled.then(|| Prometheus {
+        image: image(&prom.image, defaults::image::PROMETHEUS),
+        retention: prom
+            .retention
+            .clone()
+            .unwrap_or_else(|| defaults::PROMETHEUS_RETENTION.to_owned()),
+        storage: volume("prometheus", &prom.storage),
+        resources: sized("prometheus", &prom.resources),
+    });
+    let graf = &spec.monitoring.grafana;
+    let grafana = graf.enabled.then(|| Grafana {
+        image: image(&graf.image, defaults::image::GRAFANA),
+        resources: sized("grafana", &graf.resources),
+    });
+
+    Ok(ValidBlockSight {
+        name,
+        namespace: bs.namespace().unwrap_or_else(|| "default".to_owned()),
+        owner: bs
+            .meta()
+            .uid
+            .is_some()
+            .then(|| bs.controller_owner_ref(&()).expect("has a uid")),
+        network,
+        paused: spec.paused,
+        deletion_policy: spec.deletion_policy,
+        bitcoind,
+        electrs,
+        postgres,
+        redis,
+        api,
+        prometheus,
+        grafana,
+    })
+}
+
+/// Requests must not exceed limits: the API server would reject the pod, not the BlockSight.
+fn check_resources(
+    problems: &mut Vec<FieldError>,
+    field: &str,
+    resources: &Option<ResourceRequirements>,
+) {
+    let Some(r) = resources else { return };
+    let (Some(requests), Some(limits)) = (&r.requests, &r.limits) else {
+        return;
+    };
+    for (name, request) in requests {
+        let Some(limit) = limits.get(name) else {
+            continue;
+        };
+        match (parse_quantity(&request.0), parse_quantity(&limit.0)) {
+            (Some(req), Some(lim)) if req > lim => problems.push(FieldError {
+                field: format!("{field}.requests.{name}"),
+                reason: format!("request {} exceeds limit {}", request.0, limit.0),
+            }),
+            (None, _) => problems.push(FieldError {
+                field: format!("{field}.requests.{name}"),
+                reason: format!("{:?} is not a Kubernetes quantity", request.0),
+            }),
+            (_, None) => problems.push(FieldError {
+                field: format!("{field}.limits.{name}"),
+                reason: format!("{:?} is not a Kubernetes quantity", limit.0),
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// Parse a Kubernetes quantity into a comparable number (enough precision to compare
+/// requests with limits; not for arithmetic that must round-trip).
+pub fn parse_quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(number * factor)
+}
