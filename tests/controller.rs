@@ -1,0 +1,285 @@
+//! The controller against a scripted API server: each scenario asserts the exact requests
+//! (method, path, query, body) a reconciliation sends, and that it sends no others.
+
+mod support;
+
+use blocksight_operator::build::{self, BuildSettings, Child, ChildKind};
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::validate;
+use support::{Call, blocksight, caches, harness};
+
+const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
+
+fn desired(bs: &BlockSight) -> Vec<Child> {
+    build::build(&validate::validate(bs).expect("valid"), &BuildSettings::default()).children
+}
+
+/// The REST path of a namespaced child.
+fn path(kind: ChildKind, name: &str) -> String {
+    let (prefix, plural) = match kind {
+        ChildKind::ConfigMap => ("/api/v1", "configmaps"),
+        ChildKind::Service => ("/api/v1", "services"),
+        ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
+        ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
+        ChildKind::HorizontalPodAutoscaler => ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+        ChildKind::PodDisruptionBudget => ("/apis/policy/v1", "poddisruptionbudgets"),
+        ChildKind::Ingress => ("/apis/networking.k8s.io/v1", "ingresses"),
+    };
+    format!("{prefix}/namespaces/default/{plural}/{name}")
+}
+
+fn status_path(name: &str) -> String {
+    format!("/apis/blocksight.live/v1alpha1/namespaces/default/blocksights/{name}/status")
+}
+
+fn lines(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(Call::line).collect()
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_then_status() {
+    let bs = blocksight(REGTEST);
+    let (caches, _writers) = caches();
+    let h = harness(caches, vec![]);
+    h.reconcile(&bs).await.expect("reconciled");
+    let calls = h.take_calls();
+
+    let mut expected: Vec<String> = ["dev-bitcoind-rpc", "dev-postgres-credentials", "dev-redis-credentials", "dev-grafana-credentials"]
+        .iter()
+        .map(|_| "POST /api/v1/namespaces/default/secrets".to_owned())
+        .collect();
+    let children = desired(&bs);
+    expected.extend(children.iter().map(|c| format!("PATCH {}", path(c.kind(), c.name()))));
+    expected.push(format!("PATCH {}", status_path("dev")));
+    assert_eq!(lines(&calls), expected);
+
+    // Credentials: created (never applied), with the generated values and our labels.
+    let secret_names: Vec<&str> = calls[..4].iter().map(|c| c.body["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(secret_names, ["dev-bitcoind-rpc", "dev-postgres-credentials", "dev-redis-credentials", "dev-grafana-credentials"]);
+    assert!(calls[0].body["stringData"]["rpcauth.conf"].as_str().unwrap().starts_with("rpcauth=blocksight:"));
+    assert_eq!(calls[0].uri, "/api/v1/namespaces/default/secrets?&fieldManager=blocksight-operator");
+
+    // Children: server-side apply with force and our one field manager, body = the built object.
+    for (call, child) in calls[4..calls.len() - 1].iter().zip(&children) {
+        assert_eq!(call.uri, format!("{}{QUERY}", path(child.kind(), child.name())));
+        assert_eq!(call.body, child.to_value());
+        // deletionPolicy Delete: children carry a controller reference to the BlockSight.
+        assert_eq!(call.body["metadata"]["ownerReferences"][0]["uid"], "bs-uid");
+        assert_eq!(call.body["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    // ConfigMaps and Services strictly before the workloads that read them.
+    let first_workload = children.iter().position(|c| c.kind() == ChildKind::StatefulSet).unwrap();
+    assert!(children[..first_workload].iter().all(|c| matches!(c.kind(), ChildKind::ConfigMap | ChildKind::Service)));
+
+    // Status: nothing is ready yet, with observedGeneration everywhere.
+    let status_call = calls.last().unwrap();
+    assert_eq!(status_call.uri, format!("{}{QUERY}", status_path("dev")));
+    let status = &status_call.body["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["phase"], "Provisioning");
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["observedGeneration"], 1);
+    assert!(status["conditions"].as_array().unwrap().iter().all(|c| c["observedGeneration"] == 1));
+    assert_eq!(status["components"]["bitcoind"]["desiredReplicas"], 1);
+}
+
+/// `bs` with the status the controller last wrote (as the watch would deliver it).
+fn with_written_status(mut bs: BlockSight, calls: &[Call]) -> BlockSight {
+    let status = calls.iter().rev().find(|c| c.line().ends_with("/status")).expect("a status write");
+    bs.status = Some(serde_json::from_value(status.body["status"].clone()).expect("status deserializes"));
+    bs
+}
+
+#[tokio::test]
+async fn steady_state_sends_no_request_at_all() {
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    writers.converge(&bs, true);
+    let h = harness(caches, vec![]);
+
+    // The cluster matches; only the status (never written yet) is new.
+    h.reconcile(&bs).await.expect("reconciled");
+    let calls = h.take_calls();
+    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev")), "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()]);
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Ready");
+    assert_eq!(calls[1].body["reason"], "Ready");
+    assert_eq!(calls[1].body["type"], "Normal");
+
+    // With that status in place, reconciling again (a resync, a restarted operator with fresh
+    // in-memory state) costs nothing.
+    let bs = with_written_status(bs, &calls);
+    h.reconcile(&bs).await.expect("reconciled");
+    assert_eq!(h.take_calls(), vec![]);
+    let restarted = harness(h.ctx.caches.clone(), vec![]);
+    restarted.reconcile(&bs).await.expect("reconciled");
+    assert_eq!(restarted.take_calls(), vec![]);
+}
+
+#[tokio::test]
+async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    writers.converge(&bs, true);
+    let children = desired(&bs);
+    let api = children.iter().find(|c| c.kind() == ChildKind::Deployment && c.name() == "dev-api").unwrap();
+
+    // `kubectl scale`/`edit` took spec.replicas from us.
+    let mut edited = api.clone();
+    let Child::Deployment(d) = &mut edited else { unreachable!() };
+    d.spec.replicas = Some(5);
+    let mut meta = support::applied_meta(api);
+    meta.managed_fields.as_mut().unwrap().push(ManagedFieldsEntry {
+        manager: Some("kubectl-edit".into()),
+        operation: Some("Update".into()),
+        fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}}))),
+        ..Default::default()
+    });
+    let mut cached = d.clone();
+    cached.metadata = meta;
+    cached.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+        observed_generation: Some(1),
+        replicas: Some(1),
+        ready_replicas: Some(1),
+        updated_replicas: Some(1),
+        ..Default::default()
+    });
+    writers.deployments.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cached));
+
+    let h = harness(caches, vec![]);
+    let steady = {
+        // Status as a converged controller would have written it.
+        let probe = harness(support::caches_like(&bs), vec![]);
+        probe.reconcile(&bs).await.unwrap();
+        with_written_status(bs.clone(), &probe.take_calls())
+    };
+    h.reconcile(&steady).await.expect("reconciled");
+    let calls = h.take_calls();
+    assert_eq!(lines(&calls), [format!("PATCH {}", path(ChildKind::Deployment, "dev-api"))]);
+    assert_eq!(calls[0].body["spec"]["replicas"], 1, "the spec's replica count is restored");
+}
+
+#[tokio::test]
+async fn disabling_a_component_deletes_its_objects_and_updates_what_referenced_it() {
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    writers.converge(&bs, true);
+    let before = desired(&bs);
+    let h = harness(caches, vec![]);
+    h.reconcile(&bs).await.unwrap();
+    let bs = with_written_status(bs, &h.take_calls());
+
+    let mut disabled = bs.clone();
+    disabled.spec.electrs.enabled = false;
+    disabled.metadata.generation = Some(2);
+    h.reconcile(&disabled).await.expect("reconciled");
+    let calls = h.take_calls();
+
+    let after = desired(&disabled);
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|c| !before.contains(c))
+        .map(|c| format!("PATCH {}", path(c.kind(), c.name())))
+        .collect();
+    // The API loses ELECTRUM_URL and Prometheus its electrs job; nothing else changes.
+    assert_eq!(
+        changed,
+        [
+            format!("PATCH {}", path(ChildKind::ConfigMap, "dev-prometheus-config")),
+            format!("PATCH {}", path(ChildKind::StatefulSet, "dev-prometheus")),
+            format!("PATCH {}", path(ChildKind::Deployment, "dev-api")),
+        ]
+    );
+    let mut expected = changed.clone();
+    expected.push(format!("DELETE {}", path(ChildKind::Service, "dev-electrs")));
+    expected.push(format!("DELETE {}", path(ChildKind::StatefulSet, "dev-electrs")));
+    expected.push(format!("PATCH {}", status_path("dev")));
+    assert_eq!(lines(&calls), expected);
+    // Background deletion: the StatefulSet's PVCs follow its retention policy (deletionPolicy).
+    assert_eq!(calls[4].body["propagationPolicy"], "Background");
+    let status = &calls.last().unwrap().body["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert!(status["components"].get("electrs").is_none());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_writes_only_status_and_one_warning_and_touches_no_child() {
+    let mut bs = blocksight(REGTEST);
+    bs.spec.bitcoind.prune = Some(1000);
+    let (caches, _writers) = caches();
+    let h = harness(caches, vec![]);
+    let error = h.reconcile(&bs).await.expect_err("invalid spec is an error");
+    assert_eq!(error.category(), "invalid_spec");
+    let calls = h.take_calls();
+    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev")), "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()]);
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Pending");
+    let invalid = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "InvalidSpec").unwrap();
+    assert_eq!(invalid["status"], "True");
+    assert!(invalid["message"].as_str().unwrap().contains("spec.bitcoind.prune"), "{invalid}");
+    assert_eq!(calls[1].body["type"], "Warning");
+    assert_eq!(calls[1].body["reason"], "InvalidSpec");
+
+    // The same invalid spec again: no status change, no second event.
+    let bs = with_written_status(bs, &calls);
+    let _ = h.reconcile(&bs).await;
+    assert_eq!(h.take_calls(), vec![]);
+}
+
+#[tokio::test]
+async fn paused_writes_no_child_even_when_the_cluster_differs() {
+    let mut bs = blocksight(REGTEST);
+    bs.spec.paused = true;
+    let (caches, _writers) = caches();
+    let h = harness(caches, vec![]);
+    h.reconcile(&bs).await.expect("reconciled");
+    let calls = h.take_calls();
+    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev")), "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()]);
+    assert_eq!(calls[0].body["status"]["phase"], "Paused");
+    let paused = calls[0].body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Paused").cloned().unwrap();
+    assert_eq!(paused["status"], "True");
+    let bs = with_written_status(bs, &calls);
+    h.reconcile(&bs).await.expect("reconciled");
+    assert_eq!(h.take_calls(), vec![]);
+}
+
+#[tokio::test]
+async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_repeat_writes() {
+    let bs = blocksight(REGTEST);
+    let (caches, _writers) = caches();
+    let fault = (format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind")), 503);
+    let h = harness(caches, vec![fault]);
+    let error = h.reconcile(&bs).await.expect_err("apply failed");
+    assert_eq!(error.category(), "apply");
+    let calls = h.take_calls();
+    // Applies stop at the failed child (workloads are never applied past a failure).
+    assert_eq!(calls.iter().filter(|c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"))).count(), 1);
+    assert!(!calls.iter().any(|c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-electrs"))));
+    let n = calls.len();
+    assert_eq!(calls[n - 2].line(), format!("PATCH {}", status_path("dev")));
+    let status = &calls[n - 2].body["status"];
+    assert_eq!(status["phase"], "Degraded");
+    let degraded = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap();
+    assert_eq!(degraded["reason"], "ApplyFailed");
+    assert_eq!(calls[n - 1].body["type"], "Warning");
+    assert_eq!(calls[n - 1].body["reason"], "ApplyFailed");
+    // Backoff grows with consecutive failures.
+    let action = blocksight_operator::reconcile::error_policy(
+        std::sync::Arc::new(kube::core::DeserializeGuard(Ok(bs.clone()))),
+        &error,
+        h.ctx.clone(),
+    );
+    assert_eq!(action, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5)));
+
+    // The retry (the caches have not caught up yet) re-sends only what failed and after it:
+    // no Secret is created twice, no successful apply repeated.
+    h.faults.lock().unwrap().clear();
+    let bs = with_written_status(bs, &calls);
+    h.reconcile(&bs).await.expect("reconciled");
+    let again = h.take_calls();
+    assert!(!again.iter().any(|c| c.method == "POST" && c.line().ends_with("/secrets")), "{:?}", lines(&again));
+    assert_eq!(again.first().unwrap().line(), format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind")));
+}

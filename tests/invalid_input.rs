@@ -1,0 +1,126 @@
+//! Bad input is rejected with the field named, by `render` and by the CRD's CEL rules
+//! (evaluated locally, as the API server would), and changes nothing.
+
+use std::path::Path;
+
+use blocksight_operator::build::BuildSettings;
+use blocksight_operator::cli::{self, OutputFormat};
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::validate;
+
+struct Case {
+    file: String,
+    text: String,
+    expect: String,
+    cel: bool,
+}
+
+fn corpus() -> Vec<Case> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid");
+    let mut cases: Vec<Case> = std::fs::read_dir(&dir)
+        .expect("tests/invalid")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let header = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
+                    .unwrap_or_else(|| panic!("{}: no `# {key}:` line", path.display()))
+                    .to_owned()
+            };
+            Case {
+                file: path.file_name().unwrap().to_string_lossy().into_owned(),
+                expect: header("expect"),
+                cel: header("cel") == "true",
+                text,
+            }
+        })
+        .collect();
+    cases.sort_by(|a, b| a.file.cmp(&b.file));
+    cases
+}
+
+#[test]
+fn the_corpus_is_large_enough() {
+    assert!(corpus().len() >= 30, "at least 30 invalid documents");
+}
+
+#[test]
+fn render_rejects_every_invalid_document_naming_the_field() {
+    for case in corpus() {
+        let error = cli::render(&case.text, OutputFormat::Yaml, false, &BuildSettings::default())
+            .err()
+            .unwrap_or_else(|| panic!("{}: render accepted an invalid document", case.file));
+        let message = error.to_string();
+        assert!(message.contains(&case.expect), "{}: expected {:?} in {message:?}", case.file, case.expect);
+    }
+}
+
+#[test]
+fn the_crd_cel_rules_reject_every_cel_case_on_their_own() {
+    let mut checked = 0;
+    for case in corpus().into_iter().filter(|c| c.cel) {
+        let bs: BlockSight = serde_yaml::from_str(&case.text).unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        let problems = validate::check_cel(&bs, None);
+        let (field, reason) = case.expect.split_once(": ").unwrap();
+        assert!(
+            problems.iter().any(|p| p.field == field && p.reason.contains(reason)),
+            "{}: CEL gave {problems:?}, expected {field}: {reason}",
+            case.file
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20);
+}
+
+#[test]
+fn valid_examples_pass_the_cel_rules() {
+    for yaml in [include_str!("../examples/regtest.yaml"), include_str!("../examples/mainnet.yaml")] {
+        let bs: BlockSight = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(validate::check_cel(&bs, None), vec![]);
+    }
+}
+
+fn mainnet() -> BlockSight {
+    serde_yaml::from_str(include_str!("../examples/mainnet.yaml")).unwrap()
+}
+
+#[test]
+fn network_is_immutable() {
+    let old = mainnet();
+    let mut new = old.clone();
+    new.spec.network = blocksight_operator::crd::Network::Testnet;
+    let problems = validate::check_cel(&new, Some(&old));
+    assert!(problems.iter().any(|p| p.field == "spec.network" && p.reason.contains("network is immutable")), "{problems:?}");
+    assert_eq!(validate::check_cel(&old, Some(&old)), vec![], "an unchanged object passes");
+}
+
+#[test]
+fn storage_may_grow_but_never_shrink_and_its_class_is_immutable() {
+    let old = mainnet();
+    let mut grown = old.clone();
+    grown.spec.bitcoind.storage.size = Some("2Ti".into());
+    assert_eq!(validate::check_cel(&grown, Some(&old)), vec![]);
+
+    let mut shrunk = old.clone();
+    shrunk.spec.bitcoind.storage.size = Some("900Gi".into());
+    let problems = validate::check_cel(&shrunk, Some(&old));
+    assert!(problems.iter().any(|p| p.field == "spec.bitcoind.storage.size" && p.reason.contains("never shrink")), "{problems:?}");
+
+    let mut reclassed = old.clone();
+    reclassed.spec.electrs.storage.storage_class_name = Some("slow".into());
+    let problems = validate::check_cel(&reclassed, Some(&old));
+    assert!(
+        problems.iter().any(|p| p.field == "spec.electrs.storage.storageClassName" && p.reason.contains("immutable")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn render_names_the_document_and_the_bad_kind() {
+    let error = cli::render("kind: Deployment\n", OutputFormat::Yaml, false, &BuildSettings::default()).unwrap_err();
+    assert!(error.to_string().contains("document 1: kind \"Deployment\" is not BlockSight"), "{error}");
+    let error = cli::render("", OutputFormat::Yaml, false, &BuildSettings::default()).unwrap_err();
+    assert!(error.to_string().contains("no BlockSight document"), "{error}");
+}

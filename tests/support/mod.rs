@@ -1,0 +1,284 @@
+//! Test support: a scripted stand-in for the Kubernetes API server (tower-test), and
+//! helpers to fill the controller's watch caches.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use blocksight_operator::build::{self, BuildSettings, Child, FIELD_MANAGER};
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::metrics::Metrics;
+use blocksight_operator::reconcile::{Caches, Context, RecentWrites};
+use blocksight_operator::validate;
+use http::{Request, Response};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, StatefulSet, StatefulSetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+use kube::client::Body;
+use kube::core::{PartialObjectMeta, TypeMeta};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+
+/// One request the controller sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub method: String,
+    /// Path and query, e.g. `/api/v1/namespaces/default/configmaps/x?&force=true&fieldManager=...`.
+    pub uri: String,
+    pub body: Value,
+}
+
+impl Call {
+    /// `METHOD path` without the query, for compact assertions.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.uri.split('?').next().unwrap_or_default())
+    }
+}
+
+/// Errors to inject: requests whose `METHOD path` matches get this status code.
+pub type Faults = Vec<(String, u16)>;
+
+/// Answer every request as the API server would (echo applied and created objects with a
+/// uid and resourceVersion, acknowledge deletes), and record it.
+pub async fn serve(
+    mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    faults: Arc<Mutex<Faults>>,
+    primary: Arc<Mutex<Option<Value>>>,
+) {
+    while let Some((request, send)) = handle.next_request().await {
+        let method = request.method().to_string();
+        let uri = request.uri().to_string();
+        let bytes = request.into_body().collect_bytes().await.expect("body");
+        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let call = Call { method: method.clone(), uri: uri.clone(), body: body.clone() };
+        let line = call.line();
+        calls.lock().unwrap().push(call);
+        let fault = faults.lock().unwrap().iter().find(|(l, _)| *l == line).map(|(_, code)| *code);
+        if let Some(code) = fault {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected", "reason": "InternalError", "code": code});
+            send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
+            continue;
+        }
+        let (status, answer) = match method.as_str() {
+            "DELETE" => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+            // The status subresource answers with the whole object, new status included.
+            "PATCH" if line.ends_with("/status") => {
+                let mut object = primary.lock().unwrap().clone().expect("a BlockSight to patch");
+                object["status"] = body["status"].clone();
+                (200, object)
+            }
+            "POST" => (201, with_server_fields(body)),
+            _ => (200, with_server_fields(body)),
+        };
+        send.send_response(Response::builder().status(status).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+    }
+}
+
+fn with_server_fields(mut object: Value) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("uid").or_insert(json!("server-uid"));
+        meta.insert("resourceVersion".into(), json!("2"));
+    }
+    object
+}
+
+/// Writers of the controller's caches, to put objects in them.
+pub struct CacheWriters {
+    pub config_maps: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>,
+    pub secrets: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>,
+    pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
+    pub stateful_sets: Writer<StatefulSet>,
+    pub deployments: Writer<Deployment>,
+    pub autoscalers: Writer<PartialObjectMeta<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>>,
+    pub disruption_budgets: Writer<PartialObjectMeta<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
+    pub ingresses: Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::Ingress>>,
+}
+
+/// Empty caches that have completed their first list.
+pub fn caches() -> (Caches, CacheWriters) {
+    fn ready<K: Resource<DynamicType = ()> + Clone>() -> (reflector::Store<K>, Writer<K>) {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        (reader, writer)
+    }
+    let (config_maps, cm) = ready();
+    let (secrets, se) = ready();
+    let (services, sv) = ready();
+    let (stateful_sets, ss) = ready();
+    let (deployments, de) = ready();
+    let (autoscalers, hp) = ready();
+    let (disruption_budgets, pd) = ready();
+    let (ingresses, ing) = ready();
+    (
+        Caches { config_maps, secrets, services, stateful_sets, deployments, autoscalers, disruption_budgets, ingresses },
+        CacheWriters {
+            config_maps: cm,
+            secrets: se,
+            services: sv,
+            stateful_sets: ss,
+            deployments: de,
+            autoscalers: hp,
+            disruption_budgets: pd,
+            ingresses: ing,
+        },
+    )
+}
+
+/// Metadata as the API server returns it after our apply: our manager owns what we set.
+pub fn applied_meta(child: &Child) -> ObjectMeta {
+    let mut meta = child.meta().clone();
+    meta.uid = Some(format!("uid-{}", child.name()));
+    meta.resource_version = Some("1".into());
+    meta.generation = Some(1);
+    meta.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some(FIELD_MANAGER.into()),
+        operation: Some("Apply".into()),
+        api_version: Some("v1".into()),
+        fields_type: Some("FieldsV1".into()),
+        fields_v1: Some(FieldsV1(json!({"f:metadata": {"f:labels": {}}}))),
+        ..Default::default()
+    }]);
+    meta
+}
+
+fn partial<K: Resource<DynamicType = ()>>(meta: ObjectMeta) -> PartialObjectMeta<K> {
+    PartialObjectMeta {
+        types: Some(TypeMeta { api_version: K::api_version(&()).into(), kind: K::kind(&()).into() }),
+        metadata: meta,
+        _phantom: Default::default(),
+    }
+}
+
+impl CacheWriters {
+    /// Put `child` in the caches as the API server would hold it once applied; workloads
+    /// report every replica ready when `ready`.
+    pub fn put(&mut self, child: &Child, ready: bool) {
+        let meta = applied_meta(child);
+        match child {
+            Child::ConfigMap(_) => self.config_maps.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::Service(_) => self.services.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::HorizontalPodAutoscaler(_) => self.autoscalers.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::PodDisruptionBudget(_) => self.disruption_budgets.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::Ingress(_) => self.ingresses.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::StatefulSet(s) => {
+                let replicas = s.spec.replicas.unwrap_or(1);
+                let n = if ready { replicas } else { 0 };
+                let mut s = s.clone();
+                s.metadata = meta;
+                s.status = Some(StatefulSetStatus {
+                    observed_generation: Some(1),
+                    replicas,
+                    ready_replicas: Some(n),
+                    updated_replicas: Some(replicas),
+                    current_revision: Some("r1".into()),
+                    update_revision: Some("r1".into()),
+                    ..Default::default()
+                });
+                self.stateful_sets.apply_watcher_event(&watcher::Event::Apply(s));
+            }
+            Child::Deployment(d) => {
+                let replicas = d.spec.replicas.unwrap_or(2);
+                let n = if ready { replicas } else { 0 };
+                let mut d = d.clone();
+                d.metadata = meta;
+                d.spec.replicas = Some(replicas);
+                d.status = Some(DeploymentStatus {
+                    observed_generation: Some(1),
+                    replicas: Some(replicas),
+                    ready_replicas: Some(n),
+                    updated_replicas: Some(replicas),
+                    ..Default::default()
+                });
+                self.deployments.apply_watcher_event(&watcher::Event::Apply(d));
+            }
+        }
+    }
+
+    pub fn put_secret(&mut self, name: &str, namespace: &str) {
+        let meta = ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() };
+        self.secrets.apply_watcher_event(&watcher::Event::Apply(partial(meta)));
+    }
+
+    /// Everything `bs` needs, as if a previous reconcile had applied it.
+    pub fn converge(&mut self, bs: &BlockSight, ready: bool) {
+        let valid = validate::validate(bs).expect("valid");
+        for child in build::build(&valid, &BuildSettings::default()).children {
+            self.put(&child, ready);
+        }
+        for secret in build::secrets::generate(&valid, &mut rand::rng()) {
+            self.put_secret(secret.metadata.name.as_deref().unwrap(), &valid.namespace);
+        }
+    }
+}
+
+/// A BlockSight as the API server stores it (uid, generation) from a YAML spec.
+pub fn blocksight(yaml: &str) -> BlockSight {
+    let mut bs: BlockSight = serde_yaml::from_str(yaml).expect("BlockSight YAML");
+    bs.metadata.namespace.get_or_insert_with(|| "default".into());
+    bs.metadata.uid = Some("bs-uid".into());
+    bs.metadata.generation = Some(1);
+    bs.metadata.resource_version = Some("1".into());
+    bs
+}
+
+/// A controller context whose client talks to the scripted API server.
+pub struct Harness {
+    pub ctx: Arc<Context>,
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    pub server: tokio::task::JoinHandle<()>,
+    /// The BlockSight the server holds (answers status patches).
+    pub primary: Arc<Mutex<Option<Value>>>,
+    /// Errors the server injects; clear them to let a retry succeed.
+    pub faults: Arc<Mutex<Faults>>,
+}
+
+pub fn harness(caches: Caches, faults: Faults) -> Harness {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let primary = Arc::new(Mutex::new(None));
+    let faults = Arc::new(Mutex::new(faults));
+    let server = tokio::spawn(serve(handle, calls.clone(), faults.clone(), primary.clone()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        caches,
+        recorder: Recorder::new(client, Reporter { controller: FIELD_MANAGER.into(), instance: Some("test".into()) }),
+        metrics: Arc::new(Metrics::new()),
+        settings: BuildSettings::default(),
+        recent_writes: RecentWrites::default(),
+        failures: Default::default(),
+    });
+    Harness { ctx, calls, server, primary, faults }
+}
+
+impl Harness {
+    /// Reconcile `bs` once (failing the test after 5 s: a call the server never answered).
+    pub async fn reconcile(
+        &self,
+        bs: &BlockSight,
+    ) -> Result<kube::runtime::controller::Action, blocksight_operator::reconcile::Error> {
+        *self.primary.lock().unwrap() = Some(serde_json::to_value(bs).unwrap());
+        let guard = Arc::new(kube::core::DeserializeGuard(Ok(bs.clone())));
+        tokio::time::timeout(Duration::from_secs(5), blocksight_operator::reconcile::reconcile(guard, self.ctx.clone()))
+            .await
+            .expect("reconcile finished within 5 s")
+    }
+
+    /// The calls so far, and forget them.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+/// Caches holding everything `bs` needs, every workload ready.
+pub fn caches_like(bs: &BlockSight) -> Caches {
+    let (caches, mut writers) = caches();
+    writers.converge(bs, true);
+    // The writers must outlive the caches' readiness; leaking them in a test is harmless.
+    std::mem::forget(writers);
+    caches
+}
