@@ -63,7 +63,7 @@ pub enum Command {
         #[arg(
             long,
             env = "OPERATOR_METRICS_TARGET",
-            default_value = "blocksight-operator.blocksight-system.svc:8080"
+            default_value = "blocksight-operator-metrics.blocksight-system.svc:8080"
         )]
         operator_metrics_target: String,
     },

@@ -62,6 +62,9 @@ pub struct ServiceLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// The data services the chain probes watch (the `service` label).
+pub const PROBED_SERVICES: [&str; 4] = ["bitcoind", "electrs", "postgres", "redis"];
+
 /// Reconcile loop metrics.
 #[derive(Clone)]
 pub struct ReconcileMetrics {
@@ -369,6 +372,20 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::from(p == phase));
         }
+        // Counters exist from the start at 0, so increase() sees the first failure.
+        let instance = InstanceLabels {
+            namespace: namespace.to_owned(),
+            blocksight: name.to_owned(),
+        };
+        self.backup.failures.get_or_create(&instance).inc_by(0);
+        for service in PROBED_SERVICES {
+            let labels = ServiceLabels {
+                namespace: namespace.to_owned(),
+                blocksight: name.to_owned(),
+                service: service.to_owned(),
+            };
+            self.chain.probe_errors.get_or_create(&labels).inc_by(0);
+        }
         for (component, desired, ready) in components {
             let labels = ComponentLabels {
                 namespace: namespace.to_owned(),
@@ -388,6 +405,28 @@ impl Metrics {
 
     /// Drop every series of a deleted BlockSight.
     pub fn forget_instance(&self, namespace: &str, name: &str) {
+        let instance = InstanceLabels {
+            namespace: namespace.to_owned(),
+            blocksight: name.to_owned(),
+        };
+        for family in [
+            &self.chain.electrs_indexed_height,
+            &self.chain.electrs_lag,
+            &self.chain.database_size,
+        ] {
+            family.remove(&instance);
+        }
+        self.backup.failures.remove(&instance);
+        for service in PROBED_SERVICES {
+            let labels = ServiceLabels {
+                namespace: namespace.to_owned(),
+                blocksight: name.to_owned(),
+                service: service.to_owned(),
+            };
+            self.chain.probe_errors.remove(&labels);
+            self.chain.probe_up.remove(&labels);
+            self.chain.probe_duration.remove(&labels);
+        }
         for p in Phase::ALL {
             self.reconcile.instance_phase.remove(&PhaseLabels {
                 namespace: namespace.to_owned(),

@@ -216,7 +216,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let server = tokio::spawn(serve(config.metrics_addr, health.clone(), shutdown.clone()));
 
     let lost_leadership = Arc::new(AtomicBool::new(false));
-    if config.leader_election {
+    if !config.leader_election {
+        // The only replica: it leads.
+        metrics.leader.set(1);
+    } else {
         // A standby is healthy: ready, so rollouts of the operator's Deployment proceed.
         health.ready.store(true, Ordering::Relaxed);
         let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)

@@ -30,14 +30,26 @@ use crate::validate::ValidBlockSight;
 /// Settings of the operator deployment that shape what it builds.
 #[derive(Clone, Debug)]
 pub struct BuildSettings {
-    /// `host:port` where the BlockSight's Prometheus scrapes the operator's chain metrics.
+    /// `host:port` of the operator's headless metrics Service, through which each BlockSight's
+    /// Prometheus discovers every operator replica.
     pub operator_metrics_target: String,
+}
+
+impl BuildSettings {
+    /// The operator metrics target as (DNS name, port); port 8080 when none is given.
+    pub fn operator_metrics_endpoint(&self) -> (&str, u16) {
+        match self.operator_metrics_target.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().unwrap_or(8080)),
+            None => (&self.operator_metrics_target, 8080),
+        }
+    }
 }
 
 impl Default for BuildSettings {
     fn default() -> Self {
         Self {
-            operator_metrics_target: "blocksight-operator.blocksight-system.svc:8080".to_owned(),
+            operator_metrics_target: "blocksight-operator-metrics.blocksight-system.svc:8080"
+                .to_owned(),
         }
     }
 }

@@ -28,13 +28,16 @@ pub fn prometheus_yml(bs: &ValidBlockSight, settings: &BuildSettings) -> String 
     let labels = json!({"namespace": bs.namespace, "blocksight": bs.name});
     let target = |component: Component, port: i32| format!("{}:{port}", component.child_name(bs));
     let static_job = |job: &str, target: String| json!({"job_name": job, "static_configs": [{"targets": [target], "labels": labels}]});
+    let (operator_host, operator_port) = settings.operator_metrics_endpoint();
     let mut jobs = vec![
         static_job("prometheus", format!("localhost:{PORT}")),
         json!({
             "job_name": "blocksight-operator",
             // The operator labels its series with namespace/blocksight itself.
             "honor_labels": true,
-            "static_configs": [{"targets": [settings.operator_metrics_target]}],
+            // Every replica, through the headless metrics Service: only the leader exports
+            // per-instance series, and a Service would hand each scrape to a random replica.
+            "dns_sd_configs": [{"names": [operator_host], "type": "A", "port": operator_port}],
             // Keep this instance's series and the operator-wide ones (no blocksight label).
             "metric_relabel_configs": [{
                 "source_labels": ["namespace", "blocksight"],

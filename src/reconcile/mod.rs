@@ -52,6 +52,11 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     };
+    // Decisions come from the caches: never act on a cache that has not listed yet (a
+    // restarted operator would otherwise re-apply everything it cannot see).
+    if ctx.caches.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let _timer = ctx.metrics.reconcile_timer();
     let (namespace, name) = (bs.namespace().unwrap_or_default(), bs.name_any());
     if bs.meta().deletion_timestamp.is_some() {
