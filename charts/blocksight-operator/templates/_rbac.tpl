@@ -1,0 +1,65 @@
+{{/*
+The operator's permissions, written once and shared by both watch modes: a ClusterRole when
+watchNamespace is empty, a Role in watchNamespace otherwise. They must equal what
+`blocksight rbac` prints (tests/assets/test_chart.py compares them). Children are written with
+server-side apply, so `patch` creates them and neither `create` nor `get` is needed.
+*/}}
+{{- define "blocksight-operator.watchScopeRules" -}}
+# The BlockSight instances: watched, reconciled, finalized.
+- apiGroups: ["blocksight.live"]
+  resources: ["blocksights"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["blocksight.live"]
+  resources: ["blocksights/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["blocksight.live"]
+  resources: ["blocksights/finalizers"]
+  verbs: ["update"]
+# Backups and restores: scheduled backups are created by the operator itself.
+- apiGroups: ["blocksight.live"]
+  resources: ["blocksightbackups", "blocksightrestores"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["blocksight.live"]
+  resources: ["blocksightbackups/status", "blocksightrestores/status"]
+  verbs: ["get", "patch"]
+# Generated credentials (RPC auth, database passwords) are created once and read back.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children of a BlockSight, applied server-side and pruned when no longer wanted.
+- apiGroups: [""]
+  resources: ["configmaps", "services", "serviceaccounts"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets", "deployments"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses", "networkpolicies"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs", "jobs"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors", "podmonitors", "prometheusrules"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["snapshot.storage.k8s.io"]
+  resources: ["volumesnapshots"]
+  verbs: ["list", "watch", "patch", "delete"]
+# Kubernetes Events about each BlockSight (the recorder creates, then patches repeats).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* The leader-election Lease, always in the release namespace (the operator's POD_NAMESPACE). */}}
+{{- define "blocksight-operator.leaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
