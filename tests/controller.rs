@@ -12,7 +12,11 @@ const REGTEST: &str = include_str!("../examples/regtest.yaml");
 const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
 
 fn desired(bs: &BlockSight) -> Vec<Child> {
-    build::build(&validate::validate(bs).expect("valid"), &BuildSettings::default()).children
+    build::build(
+        &validate::validate(bs).expect("valid"),
+        &BuildSettings::default(),
+    )
+    .children
 }
 
 /// The REST path of a namespaced child.
@@ -45,32 +49,73 @@ async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_t
     h.reconcile(&bs).await.expect("reconciled");
     let calls = h.take_calls();
 
-    let mut expected: Vec<String> = ["dev-bitcoind-rpc", "dev-postgres-credentials", "dev-redis-credentials", "dev-grafana-credentials"]
-        .iter()
-        .map(|_| "POST /api/v1/namespaces/default/secrets".to_owned())
-        .collect();
+    let mut expected: Vec<String> = [
+        "dev-bitcoind-rpc",
+        "dev-postgres-credentials",
+        "dev-redis-credentials",
+        "dev-grafana-credentials",
+    ]
+    .iter()
+    .map(|_| "POST /api/v1/namespaces/default/secrets".to_owned())
+    .collect();
     let children = desired(&bs);
-    expected.extend(children.iter().map(|c| format!("PATCH {}", path(c.kind(), c.name()))));
+    expected.extend(
+        children
+            .iter()
+            .map(|c| format!("PATCH {}", path(c.kind(), c.name()))),
+    );
     expected.push(format!("PATCH {}", status_path("dev")));
     assert_eq!(lines(&calls), expected);
 
     // Credentials: created (never applied), with the generated values and our labels.
-    let secret_names: Vec<&str> = calls[..4].iter().map(|c| c.body["metadata"]["name"].as_str().unwrap()).collect();
-    assert_eq!(secret_names, ["dev-bitcoind-rpc", "dev-postgres-credentials", "dev-redis-credentials", "dev-grafana-credentials"]);
-    assert!(calls[0].body["stringData"]["rpcauth.conf"].as_str().unwrap().starts_with("rpcauth=blocksight:"));
-    assert_eq!(calls[0].uri, "/api/v1/namespaces/default/secrets?&fieldManager=blocksight-operator");
+    let secret_names: Vec<&str> = calls[..4]
+        .iter()
+        .map(|c| c.body["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        secret_names,
+        [
+            "dev-bitcoind-rpc",
+            "dev-postgres-credentials",
+            "dev-redis-credentials",
+            "dev-grafana-credentials"
+        ]
+    );
+    assert!(
+        calls[0].body["stringData"]["rpcauth.conf"]
+            .as_str()
+            .unwrap()
+            .starts_with("rpcauth=blocksight:")
+    );
+    assert_eq!(
+        calls[0].uri,
+        "/api/v1/namespaces/default/secrets?&fieldManager=blocksight-operator"
+    );
 
     // Children: server-side apply with force and our one field manager, body = the built object.
     for (call, child) in calls[4..calls.len() - 1].iter().zip(&children) {
-        assert_eq!(call.uri, format!("{}{QUERY}", path(child.kind(), child.name())));
+        assert_eq!(
+            call.uri,
+            format!("{}{QUERY}", path(child.kind(), child.name()))
+        );
         assert_eq!(call.body, child.to_value());
         // deletionPolicy Delete: children carry a controller reference to the BlockSight.
         assert_eq!(call.body["metadata"]["ownerReferences"][0]["uid"], "bs-uid");
-        assert_eq!(call.body["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(
+            call.body["metadata"]["ownerReferences"][0]["controller"],
+            true
+        );
     }
     // ConfigMaps and Services strictly before the workloads that read them.
-    let first_workload = children.iter().position(|c| c.kind() == ChildKind::StatefulSet).unwrap();
-    assert!(children[..first_workload].iter().all(|c| matches!(c.kind(), ChildKind::ConfigMap | ChildKind::Service)));
+    let first_workload = children
+        .iter()
+        .position(|c| c.kind() == ChildKind::StatefulSet)
+        .unwrap();
+    assert!(
+        children[..first_workload]
+            .iter()
+            .all(|c| matches!(c.kind(), ChildKind::ConfigMap | ChildKind::Service))
+    );
 
     // Status: nothing is ready yet, with observedGeneration everywhere.
     let status_call = calls.last().unwrap();
@@ -78,17 +123,33 @@ async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_t
     let status = &status_call.body["status"];
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["phase"], "Provisioning");
-    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["observedGeneration"], 1);
-    assert!(status["conditions"].as_array().unwrap().iter().all(|c| c["observedGeneration"] == 1));
+    assert!(
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["observedGeneration"] == 1)
+    );
     assert_eq!(status["components"]["bitcoind"]["desiredReplicas"], 1);
 }
 
 /// `bs` with the status the controller last wrote (as the watch would deliver it).
 fn with_written_status(mut bs: BlockSight, calls: &[Call]) -> BlockSight {
-    let status = calls.iter().rev().find(|c| c.line().ends_with("/status")).expect("a status write");
-    bs.status = Some(serde_json::from_value(status.body["status"].clone()).expect("status deserializes"));
+    let status = calls
+        .iter()
+        .rev()
+        .find(|c| c.line().ends_with("/status"))
+        .expect("a status write");
+    bs.status =
+        Some(serde_json::from_value(status.body["status"].clone()).expect("status deserializes"));
     bs
 }
 
@@ -102,7 +163,13 @@ async fn steady_state_sends_no_request_at_all() {
     // The cluster matches; only the status (never written yet) is new.
     h.reconcile(&bs).await.expect("reconciled");
     let calls = h.take_calls();
-    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev")), "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()]);
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("PATCH {}", status_path("dev")),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()
+        ]
+    );
     let status = &calls[0].body["status"];
     assert_eq!(status["phase"], "Ready");
     assert_eq!(calls[1].body["reason"], "Ready");
@@ -125,19 +192,27 @@ async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
     let (caches, mut writers) = caches();
     writers.converge(&bs, true);
     let children = desired(&bs);
-    let api = children.iter().find(|c| c.kind() == ChildKind::Deployment && c.name() == "dev-api").unwrap();
+    let api = children
+        .iter()
+        .find(|c| c.kind() == ChildKind::Deployment && c.name() == "dev-api")
+        .unwrap();
 
     // `kubectl scale`/`edit` took spec.replicas from us.
     let mut edited = api.clone();
-    let Child::Deployment(d) = &mut edited else { unreachable!() };
+    let Child::Deployment(d) = &mut edited else {
+        unreachable!()
+    };
     d.spec.replicas = Some(5);
     let mut meta = support::applied_meta(api);
-    meta.managed_fields.as_mut().unwrap().push(ManagedFieldsEntry {
-        manager: Some("kubectl-edit".into()),
-        operation: Some("Update".into()),
-        fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}}))),
-        ..Default::default()
-    });
+    meta.managed_fields
+        .as_mut()
+        .unwrap()
+        .push(ManagedFieldsEntry {
+            manager: Some("kubectl-edit".into()),
+            operation: Some("Update".into()),
+            fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}}))),
+            ..Default::default()
+        });
     let mut cached = d.clone();
     cached.metadata = meta;
     cached.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
@@ -147,7 +222,9 @@ async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
         updated_replicas: Some(1),
         ..Default::default()
     });
-    writers.deployments.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cached));
+    writers
+        .deployments
+        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(cached));
 
     let h = harness(caches, vec![]);
     let steady = {
@@ -158,8 +235,14 @@ async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
     };
     h.reconcile(&steady).await.expect("reconciled");
     let calls = h.take_calls();
-    assert_eq!(lines(&calls), [format!("PATCH {}", path(ChildKind::Deployment, "dev-api"))]);
-    assert_eq!(calls[0].body["spec"]["replicas"], 1, "the spec's replica count is restored");
+    assert_eq!(
+        lines(&calls),
+        [format!("PATCH {}", path(ChildKind::Deployment, "dev-api"))]
+    );
+    assert_eq!(
+        calls[0].body["spec"]["replicas"], 1,
+        "the spec's replica count is restored"
+    );
 }
 
 #[tokio::test]
@@ -188,14 +271,23 @@ async fn disabling_a_component_deletes_its_objects_and_updates_what_referenced_i
     assert_eq!(
         changed,
         [
-            format!("PATCH {}", path(ChildKind::ConfigMap, "dev-prometheus-config")),
+            format!(
+                "PATCH {}",
+                path(ChildKind::ConfigMap, "dev-prometheus-config")
+            ),
             format!("PATCH {}", path(ChildKind::StatefulSet, "dev-prometheus")),
             format!("PATCH {}", path(ChildKind::Deployment, "dev-api")),
         ]
     );
     let mut expected = changed.clone();
-    expected.push(format!("DELETE {}", path(ChildKind::Service, "dev-electrs")));
-    expected.push(format!("DELETE {}", path(ChildKind::StatefulSet, "dev-electrs")));
+    expected.push(format!(
+        "DELETE {}",
+        path(ChildKind::Service, "dev-electrs")
+    ));
+    expected.push(format!(
+        "DELETE {}",
+        path(ChildKind::StatefulSet, "dev-electrs")
+    ));
     expected.push(format!("PATCH {}", status_path("dev")));
     assert_eq!(lines(&calls), expected);
     // Background deletion: the StatefulSet's PVCs follow its retention policy (deletionPolicy).
@@ -211,15 +303,35 @@ async fn an_invalid_spec_writes_only_status_and_one_warning_and_touches_no_child
     bs.spec.bitcoind.prune = Some(1000);
     let (caches, _writers) = caches();
     let h = harness(caches, vec![]);
-    let error = h.reconcile(&bs).await.expect_err("invalid spec is an error");
+    let error = h
+        .reconcile(&bs)
+        .await
+        .expect_err("invalid spec is an error");
     assert_eq!(error.category(), "invalid_spec");
     let calls = h.take_calls();
-    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev")), "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()]);
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("PATCH {}", status_path("dev")),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()
+        ]
+    );
     let status = &calls[0].body["status"];
     assert_eq!(status["phase"], "Pending");
-    let invalid = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "InvalidSpec").unwrap();
+    let invalid = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "InvalidSpec")
+        .unwrap();
     assert_eq!(invalid["status"], "True");
-    assert!(invalid["message"].as_str().unwrap().contains("spec.bitcoind.prune"), "{invalid}");
+    assert!(
+        invalid["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.bitcoind.prune"),
+        "{invalid}"
+    );
     assert_eq!(calls[1].body["type"], "Warning");
     assert_eq!(calls[1].body["reason"], "InvalidSpec");
 
@@ -237,9 +349,21 @@ async fn paused_writes_no_child_even_when_the_cluster_differs() {
     let h = harness(caches, vec![]);
     h.reconcile(&bs).await.expect("reconciled");
     let calls = h.take_calls();
-    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev")), "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()]);
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("PATCH {}", status_path("dev")),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()
+        ]
+    );
     assert_eq!(calls[0].body["status"]["phase"], "Paused");
-    let paused = calls[0].body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Paused").cloned().unwrap();
+    let paused = calls[0].body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Paused")
+        .cloned()
+        .unwrap();
     assert_eq!(paused["status"], "True");
     let bs = with_written_status(bs, &calls);
     h.reconcile(&bs).await.expect("reconciled");
@@ -250,19 +374,39 @@ async fn paused_writes_no_child_even_when_the_cluster_differs() {
 async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_repeat_writes() {
     let bs = blocksight(REGTEST);
     let (caches, _writers) = caches();
-    let fault = (format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind")), 503);
+    let fault = (
+        format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind")),
+        503,
+    );
     let h = harness(caches, vec![fault]);
     let error = h.reconcile(&bs).await.expect_err("apply failed");
     assert_eq!(error.category(), "apply");
     let calls = h.take_calls();
     // Applies stop at the failed child (workloads are never applied past a failure).
-    assert_eq!(calls.iter().filter(|c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"))).count(), 1);
-    assert!(!calls.iter().any(|c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-electrs"))));
+    assert_eq!(
+        calls
+            .iter()
+            .filter(
+                |c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"))
+            )
+            .count(),
+        1
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-electrs")))
+    );
     let n = calls.len();
     assert_eq!(calls[n - 2].line(), format!("PATCH {}", status_path("dev")));
     let status = &calls[n - 2].body["status"];
     assert_eq!(status["phase"], "Degraded");
-    let degraded = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap();
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
     assert_eq!(degraded["reason"], "ApplyFailed");
     assert_eq!(calls[n - 1].body["type"], "Warning");
     assert_eq!(calls[n - 1].body["reason"], "ApplyFailed");
@@ -272,7 +416,10 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
         &error,
         h.ctx.clone(),
     );
-    assert_eq!(action, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
+    );
 
     // The retry (the caches have not caught up yet) re-sends only what failed and after it:
     // no Secret is created twice, no successful apply repeated.
@@ -280,6 +427,15 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
     let bs = with_written_status(bs, &calls);
     h.reconcile(&bs).await.expect("reconciled");
     let again = h.take_calls();
-    assert!(!again.iter().any(|c| c.method == "POST" && c.line().ends_with("/secrets")), "{:?}", lines(&again));
-    assert_eq!(again.first().unwrap().line(), format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind")));
+    assert!(
+        !again
+            .iter()
+            .any(|c| c.method == "POST" && c.line().ends_with("/secrets")),
+        "{:?}",
+        lines(&again)
+    );
+    assert_eq!(
+        again.first().unwrap().line(),
+        format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"))
+    );
 }

@@ -9,13 +9,19 @@ fn folder(dir: &str) -> BTreeMap<String, String> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
 #[test]
 fn crds_folder_matches_the_code() {
-    let generated: BTreeMap<String, String> = blocksight_operator::cli::crd_files().into_iter().collect();
+    let generated: BTreeMap<String, String> =
+        blocksight_operator::cli::crd_files().into_iter().collect();
     for dir in ["crds", "charts/blocksight-operator/crds"] {
         assert!(
             folder(dir) == generated,
@@ -42,10 +48,22 @@ fn every_field_has_a_description() {
         }
     }
     for crd in blocksight_operator::crd::all_crds() {
-        let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
         let mut missing = Vec::new();
         walk("", &schema["properties"]["spec"], &mut missing);
         walk("", &schema["properties"]["status"], &mut missing);
-        assert!(missing.is_empty(), "fields without a description (kubectl explain shows nothing): {missing:#?}");
+        assert!(
+            missing.is_empty(),
+            "fields without a description (kubectl explain shows nothing): {missing:#?}"
+        );
     }
 }

@@ -20,7 +20,8 @@ use kube::{Client, Config};
 const SKIP: &str = "needs a cluster: set BLOCKSIGHT_E2E_KUBECONFIG and run with --ignored";
 
 async fn client() -> Client {
-    let path = std::env::var("BLOCKSIGHT_E2E_KUBECONFIG").expect("BLOCKSIGHT_E2E_KUBECONFIG is set (these tests are #[ignore]d otherwise)");
+    let path = std::env::var("BLOCKSIGHT_E2E_KUBECONFIG")
+        .expect("BLOCKSIGHT_E2E_KUBECONFIG is set (these tests are #[ignore]d otherwise)");
     // SAFETY: set before any thread reads the environment (the operator's client reads it too).
     unsafe { std::env::set_var("KUBECONFIG", &path) };
     Client::try_from(Config::infer().await.expect("kubeconfig")).expect("client")
@@ -45,10 +46,17 @@ async fn setup(client: &Client, namespace: &str) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in blocksight_operator::crd::all_crds() {
         let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &PatchParams::apply("blocksight-e2e").force(), &Patch::Apply(&crd)).await.expect("CRD applied");
+        crds.patch(
+            &name,
+            &PatchParams::apply("blocksight-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applied");
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
     let _ = namespaces.create(&PostParams::default(), &ns).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // CRD established
 }
@@ -79,36 +87,91 @@ async fn e2e_regtest_lifecycle() {
 
     let blocksights: Api<BlockSight> = Api::namespaced(client.clone(), ns);
     let bs: BlockSight = serde_yaml::from_str(include_str!("../examples/regtest.yaml")).unwrap();
-    blocksights.patch("dev", &PatchParams::apply("blocksight-e2e").force(), &Patch::Apply(&bs)).await.expect("BlockSight applied");
+    blocksights
+        .patch(
+            "dev",
+            &PatchParams::apply("blocksight-e2e").force(),
+            &Patch::Apply(&bs),
+        )
+        .await
+        .expect("BlockSight applied");
 
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    eventually("the bitcoind StatefulSet", Duration::from_secs(60), || async {
-        statefulsets.get_opt("dev-bitcoind").await.ok().flatten().is_some()
-    })
+    eventually(
+        "the bitcoind StatefulSet",
+        Duration::from_secs(60),
+        || async {
+            statefulsets
+                .get_opt("dev-bitcoind")
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        },
+    )
     .await;
-    eventually("a status for generation 1", Duration::from_secs(60), || async {
-        blocksights.get("dev").await.ok().and_then(|b| b.status).and_then(|s| s.observed_generation) == Some(1)
-    })
+    eventually(
+        "a status for generation 1",
+        Duration::from_secs(60),
+        || async {
+            blocksights
+                .get("dev")
+                .await
+                .ok()
+                .and_then(|b| b.status)
+                .and_then(|s| s.observed_generation)
+                == Some(1)
+        },
+    )
     .await;
 
     // Steady state: nothing the operator owns changes by itself.
-    let before = statefulsets.get("dev-bitcoind").await.unwrap().metadata.resource_version;
+    let before = statefulsets
+        .get("dev-bitcoind")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    assert_eq!(statefulsets.get("dev-bitcoind").await.unwrap().metadata.resource_version, before);
+    assert_eq!(
+        statefulsets
+            .get("dev-bitcoind")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        before
+    );
 
     // The API server enforces the CRD's CEL rules: the network cannot change.
     let change = serde_json::json!({"spec": {"network": "mainnet"}});
-    let rejected = blocksights.patch("dev", &PatchParams::default(), &Patch::Merge(&change)).await;
-    assert!(format!("{rejected:?}").contains("network is immutable"), "{rejected:?}");
+    let rejected = blocksights
+        .patch("dev", &PatchParams::default(), &Patch::Merge(&change))
+        .await;
+    assert!(
+        format!("{rejected:?}").contains("network is immutable"),
+        "{rejected:?}"
+    );
 
     // Disabling electrs removes its StatefulSet.
     let disable = serde_json::json!({"spec": {"electrs": {"enabled": false}}});
-    blocksights.patch("dev", &PatchParams::default(), &Patch::Merge(&disable)).await.unwrap();
+    blocksights
+        .patch("dev", &PatchParams::default(), &Patch::Merge(&disable))
+        .await
+        .unwrap();
     eventually("electrs removed", Duration::from_secs(60), || async {
-        statefulsets.get_opt("dev-electrs").await.ok().flatten().is_none()
+        statefulsets
+            .get_opt("dev-electrs")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
     })
     .await;
 
-    blocksights.delete("dev", &DeleteParams::default()).await.unwrap();
+    blocksights
+        .delete("dev", &DeleteParams::default())
+        .await
+        .unwrap();
     handle.abort();
 }

@@ -49,11 +49,21 @@ fn the_corpus_is_large_enough() {
 #[test]
 fn render_rejects_every_invalid_document_naming_the_field() {
     for case in corpus() {
-        let error = cli::render(&case.text, OutputFormat::Yaml, false, &BuildSettings::default())
-            .err()
-            .unwrap_or_else(|| panic!("{}: render accepted an invalid document", case.file));
+        let error = cli::render(
+            &case.text,
+            OutputFormat::Yaml,
+            false,
+            &BuildSettings::default(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{}: render accepted an invalid document", case.file));
         let message = error.to_string();
-        assert!(message.contains(&case.expect), "{}: expected {:?} in {message:?}", case.file, case.expect);
+        assert!(
+            message.contains(&case.expect),
+            "{}: expected {:?} in {message:?}",
+            case.file,
+            case.expect
+        );
     }
 }
 
@@ -61,11 +71,14 @@ fn render_rejects_every_invalid_document_naming_the_field() {
 fn the_crd_cel_rules_reject_every_cel_case_on_their_own() {
     let mut checked = 0;
     for case in corpus().into_iter().filter(|c| c.cel) {
-        let bs: BlockSight = serde_yaml::from_str(&case.text).unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        let bs: BlockSight =
+            serde_yaml::from_str(&case.text).unwrap_or_else(|e| panic!("{}: {e}", case.file));
         let problems = validate::check_cel(&bs, None);
         let (field, reason) = case.expect.split_once(": ").unwrap();
         assert!(
-            problems.iter().any(|p| p.field == field && p.reason.contains(reason)),
+            problems
+                .iter()
+                .any(|p| p.field == field && p.reason.contains(reason)),
             "{}: CEL gave {problems:?}, expected {field}: {reason}",
             case.file
         );
@@ -76,7 +89,10 @@ fn the_crd_cel_rules_reject_every_cel_case_on_their_own() {
 
 #[test]
 fn valid_examples_pass_the_cel_rules() {
-    for yaml in [include_str!("../examples/regtest.yaml"), include_str!("../examples/mainnet.yaml")] {
+    for yaml in [
+        include_str!("../examples/regtest.yaml"),
+        include_str!("../examples/mainnet.yaml"),
+    ] {
         let bs: BlockSight = serde_yaml::from_str(yaml).unwrap();
         assert_eq!(validate::check_cel(&bs, None), vec![]);
     }
@@ -92,8 +108,17 @@ fn network_is_immutable() {
     let mut new = old.clone();
     new.spec.network = blocksight_operator::crd::Network::Testnet;
     let problems = validate::check_cel(&new, Some(&old));
-    assert!(problems.iter().any(|p| p.field == "spec.network" && p.reason.contains("network is immutable")), "{problems:?}");
-    assert_eq!(validate::check_cel(&old, Some(&old)), vec![], "an unchanged object passes");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.network" && p.reason.contains("network is immutable")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        validate::check_cel(&old, Some(&old)),
+        vec![],
+        "an unchanged object passes"
+    );
 }
 
 #[test]
@@ -106,21 +131,43 @@ fn storage_may_grow_but_never_shrink_and_its_class_is_immutable() {
     let mut shrunk = old.clone();
     shrunk.spec.bitcoind.storage.size = Some("900Gi".into());
     let problems = validate::check_cel(&shrunk, Some(&old));
-    assert!(problems.iter().any(|p| p.field == "spec.bitcoind.storage.size" && p.reason.contains("never shrink")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.bitcoind.storage.size" && p.reason.contains("never shrink")),
+        "{problems:?}"
+    );
 
     let mut reclassed = old.clone();
     reclassed.spec.electrs.storage.storage_class_name = Some("slow".into());
     let problems = validate::check_cel(&reclassed, Some(&old));
     assert!(
-        problems.iter().any(|p| p.field == "spec.electrs.storage.storageClassName" && p.reason.contains("immutable")),
+        problems
+            .iter()
+            .any(|p| p.field == "spec.electrs.storage.storageClassName"
+                && p.reason.contains("immutable")),
         "{problems:?}"
     );
 }
 
 #[test]
 fn render_names_the_document_and_the_bad_kind() {
-    let error = cli::render("kind: Deployment\n", OutputFormat::Yaml, false, &BuildSettings::default()).unwrap_err();
-    assert!(error.to_string().contains("document 1: kind \"Deployment\" is not BlockSight"), "{error}");
+    let error = cli::render(
+        "kind: Deployment\n",
+        OutputFormat::Yaml,
+        false,
+        &BuildSettings::default(),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("document 1: kind \"Deployment\" is not BlockSight"),
+        "{error}"
+    );
     let error = cli::render("", OutputFormat::Yaml, false, &BuildSettings::default()).unwrap_err();
-    assert!(error.to_string().contains("no BlockSight document"), "{error}");
+    assert!(
+        error.to_string().contains("no BlockSight document"),
+        "{error}"
+    );
 }

@@ -22,11 +22,17 @@ fn valid(yaml: &str) -> ValidBlockSight {
 }
 
 fn objects(yaml: &str) -> Vec<Value> {
-    build::build(&valid(yaml), &BuildSettings::default()).children.iter().map(Child::to_value).collect()
+    build::build(&valid(yaml), &BuildSettings::default())
+        .children
+        .iter()
+        .map(Child::to_value)
+        .collect()
 }
 
 fn on(network: Network) -> String {
-    format!("apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {{name: n, namespace: ns}}\nspec: {{network: {network}}}\n")
+    format!(
+        "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {{name: n, namespace: ns}}\nspec: {{network: {network}}}\n"
+    )
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -40,7 +46,12 @@ fn pod_specs(objects: &[Value]) -> Vec<(String, &Value)> {
     objects
         .iter()
         .filter(|o| o["kind"] == "StatefulSet" || o["kind"] == "Deployment")
-        .map(|o| (o["metadata"]["name"].as_str().unwrap().to_owned(), &o["spec"]["template"]["spec"]))
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+                &o["spec"]["template"]["spec"],
+            )
+        })
         .collect()
 }
 
@@ -57,7 +68,13 @@ fn mainnet_example_snapshot() {
 #[test]
 fn render_is_deterministic_and_json_matches_yaml() {
     assert_eq!(render(MAINNET), render(MAINNET));
-    let json = cli::render(MAINNET, OutputFormat::Json, false, &BuildSettings::default()).unwrap();
+    let json = cli::render(
+        MAINNET,
+        OutputFormat::Json,
+        false,
+        &BuildSettings::default(),
+    )
+    .unwrap();
     let list: Value = serde_json::from_str(&json).unwrap();
     let from_yaml: Vec<Value> = serde_yaml::Deserializer::from_str(&render(MAINNET))
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
@@ -71,39 +88,105 @@ fn every_network_gets_its_ports_chain_and_sizes() {
     let expectations = [
         (Network::Mainnet, "main", 8332, 8333, "bitcoin", "1Ti"),
         (Network::Testnet, "test", 18332, 18333, "testnet", "300Gi"),
-        (Network::Testnet4, "testnet4", 48332, 48333, "testnet4", "100Gi"),
+        (
+            Network::Testnet4,
+            "testnet4",
+            48332,
+            48333,
+            "testnet4",
+            "100Gi",
+        ),
         (Network::Signet, "signet", 38332, 38333, "signet", "50Gi"),
         (Network::Regtest, "regtest", 18443, 18444, "regtest", "5Gi"),
     ];
     for (network, chain, rpc, p2p, electrs_network, size) in expectations {
         let objects = objects(&on(network));
-        let conf = find(&objects, "ConfigMap", "n-bitcoind-config")["data"]["bitcoin.conf"].as_str().unwrap();
-        assert!(conf.contains(&format!("chain={chain}\n")), "{network}: {conf}");
-        assert!(conf.contains(&format!("[{chain}]\n")), "{network}: options in the network section");
-        assert!(conf.contains(&format!("rpcport={rpc}\n")) && conf.contains(&format!("bind=0.0.0.0:{p2p}\n")));
-        assert!(conf.contains("rpcworkqueue=64\n") && conf.contains("zmqpubrawblock=tcp://0.0.0.0:28332\n"));
+        let conf = find(&objects, "ConfigMap", "n-bitcoind-config")["data"]["bitcoin.conf"]
+            .as_str()
+            .unwrap();
+        assert!(
+            conf.contains(&format!("chain={chain}\n")),
+            "{network}: {conf}"
+        );
+        assert!(
+            conf.contains(&format!("[{chain}]\n")),
+            "{network}: options in the network section"
+        );
+        assert!(
+            conf.contains(&format!("rpcport={rpc}\n"))
+                && conf.contains(&format!("bind=0.0.0.0:{p2p}\n"))
+        );
+        assert!(
+            conf.contains("rpcworkqueue=64\n")
+                && conf.contains("zmqpubrawblock=tcp://0.0.0.0:28332\n")
+        );
 
         let service = find(&objects, "Service", "n-bitcoind");
-        let ports: BTreeSet<i64> = service["spec"]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
-        assert_eq!(ports, BTreeSet::from([rpc, p2p, 28332, 28333, 28334]), "{network}");
+        let ports: BTreeSet<i64> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            ports,
+            BTreeSet::from([rpc, p2p, 28332, 28333, 28334]),
+            "{network}"
+        );
 
         let bitcoind = find(&objects, "StatefulSet", "n-bitcoind");
-        assert_eq!(bitcoind["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], size);
-        assert!(bitcoind["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap() >= 600);
+        assert_eq!(
+            bitcoind["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+            size
+        );
+        assert!(
+            bitcoind["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap()
+                >= 600
+        );
         let container = &bitcoind["spec"]["template"]["spec"]["containers"][0];
-        assert!(container["startupProbe"]["failureThreshold"].as_i64().unwrap() * container["startupProbe"]["periodSeconds"].as_i64().unwrap() >= 3600, "startup probe tolerates a long index load");
+        assert!(
+            container["startupProbe"]["failureThreshold"]
+                .as_i64()
+                .unwrap()
+                * container["startupProbe"]["periodSeconds"].as_i64().unwrap()
+                >= 3600,
+            "startup probe tolerates a long index load"
+        );
 
         let electrs = find(&objects, "StatefulSet", "n-electrs");
-        let env = electrs["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+        let env = electrs["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
         let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned().unwrap();
         assert_eq!(var("ELECTRS_NETWORK")["value"], electrs_network);
-        assert_eq!(var("ELECTRS_DAEMON_RPC_ADDR")["value"], format!("n-bitcoind:{rpc}"));
-        assert_eq!(var("ELECTRS_AUTH")["valueFrom"]["secretKeyRef"]["name"], "n-bitcoind-rpc");
+        assert_eq!(
+            var("ELECTRS_DAEMON_RPC_ADDR")["value"],
+            format!("n-bitcoind:{rpc}")
+        );
+        assert_eq!(
+            var("ELECTRS_AUTH")["valueFrom"]["secretKeyRef"]["name"],
+            "n-bitcoind-rpc"
+        );
 
         let api = find(&objects, "Deployment", "n-api");
-        let env = api["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+        let env = api["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
         let names: BTreeSet<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
-        for wired in ["DATABASE_URL", "REDIS_URL", "ELECTRUM_URL", "BITCOIN_RPC_URL", "BITCOIN_RPC_USER", "BITCOIN_RPC_PASSWORD", "ZMQ_RAWBLOCK_URL", "ZMQ_RAWTX_URL", "ZMQ_HASHBLOCK_URL", "BLOCKSIGHT_NETWORK"] {
+        for wired in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "ELECTRUM_URL",
+            "BITCOIN_RPC_URL",
+            "BITCOIN_RPC_USER",
+            "BITCOIN_RPC_PASSWORD",
+            "ZMQ_RAWBLOCK_URL",
+            "ZMQ_RAWTX_URL",
+            "ZMQ_HASHBLOCK_URL",
+            "BLOCKSIGHT_NETWORK",
+        ] {
             assert!(names.contains(wired), "{network}: API lacks {wired}");
         }
     }
@@ -114,7 +197,11 @@ fn mainnet_memory_is_sized_above_dbcache_and_regtest_fits_a_laptop() {
     use blocksight_operator::validate::parse_quantity;
     let memory = |v: &ValidBlockSight, which: &str| {
         let r = &v.bitcoind.resources;
-        let map = if which == "limit" { r.limits.as_ref() } else { r.requests.as_ref() };
+        let map = if which == "limit" {
+            r.limits.as_ref()
+        } else {
+            r.requests.as_ref()
+        };
         parse_quantity(&map.unwrap()["memory"].0).unwrap()
     };
     let mainnet = valid(&on(Network::Mainnet));
@@ -127,23 +214,43 @@ fn mainnet_memory_is_sized_above_dbcache_and_regtest_fits_a_laptop() {
         .iter()
         .map(Child::to_value)
         .filter(|o| o["kind"] == "StatefulSet" || o["kind"] == "Deployment")
-        .flat_map(|o| o["spec"]["template"]["spec"]["containers"].as_array().unwrap().clone())
+        .flat_map(|o| {
+            o["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
         .map(|c| parse_quantity(c["resources"]["requests"]["memory"].as_str().unwrap()).unwrap())
         .sum();
-    assert!(total_requests < 3.0 * 1024.0 * 1024.0 * 1024.0, "regtest requests {total_requests} bytes");
+    assert!(
+        total_requests < 3.0 * 1024.0 * 1024.0 * 1024.0,
+        "regtest requests {total_requests} bytes"
+    );
 }
 
 /// Pod Security Standard "restricted", checked on every pod the operator renders.
 #[test]
 fn every_pod_passes_the_restricted_pod_security_standard() {
-    for yaml in [REGTEST.to_owned(), MAINNET.to_owned(), on(Network::Testnet), on(Network::Signet)] {
+    for yaml in [
+        REGTEST.to_owned(),
+        MAINNET.to_owned(),
+        on(Network::Testnet),
+        on(Network::Signet),
+    ] {
         for (name, pod) in pod_specs(&objects(&yaml)) {
             let pod_sc = &pod["securityContext"];
             assert_eq!(pod_sc["runAsNonRoot"], true, "{name}");
             assert_eq!(pod_sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
             assert!(pod_sc["runAsUser"].as_i64().unwrap() > 0, "{name}");
-            assert_eq!(pod["automountServiceAccountToken"], false, "{name}: no API token where none is needed");
-            assert!(pod.get("hostNetwork").is_none() && pod.get("hostPID").is_none() && pod.get("hostIPC").is_none());
+            assert_eq!(
+                pod["automountServiceAccountToken"], false,
+                "{name}: no API token where none is needed"
+            );
+            assert!(
+                pod.get("hostNetwork").is_none()
+                    && pod.get("hostPID").is_none()
+                    && pod.get("hostIPC").is_none()
+            );
             for volume in pod["volumes"].as_array().into_iter().flatten() {
                 assert!(volume.get("hostPath").is_none(), "{name}");
             }
@@ -151,13 +258,24 @@ fn every_pod_passes_the_restricted_pod_security_standard() {
                 let sc = &container["securityContext"];
                 let cname = container["name"].as_str().unwrap();
                 assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}/{cname}");
-                assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}/{cname}");
+                assert_eq!(
+                    sc["capabilities"]["drop"],
+                    serde_json::json!(["ALL"]),
+                    "{name}/{cname}"
+                );
                 assert!(sc["capabilities"].get("add").is_none(), "{name}/{cname}");
                 assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}/{cname}");
-                assert!(sc.get("privileged").is_none_or(|p| p == false), "{name}/{cname}");
+                assert!(
+                    sc.get("privileged").is_none_or(|p| p == false),
+                    "{name}/{cname}"
+                );
                 let resources = &container["resources"];
                 for key in ["cpu", "memory"] {
-                    assert!(resources["requests"].get(key).is_some() && resources["limits"].get(key).is_some(), "{name}/{cname}: {key}");
+                    assert!(
+                        resources["requests"].get(key).is_some()
+                            && resources["limits"].get(key).is_some(),
+                        "{name}/{cname}: {key}"
+                    );
                 }
             }
         }
@@ -177,13 +295,18 @@ fn generated_secret_values_appear_only_in_secrets() {
             .flat_map(|v| {
                 // Each value and each password inside a URL or config line.
                 let mut parts = vec![v.clone()];
-                parts.extend(v.split([':', '@', '$', ' ', '\n', '/']).filter(|p| p.len() >= 20).map(str::to_owned));
+                parts.extend(
+                    v.split([':', '@', '$', ' ', '\n', '/'])
+                        .filter(|p| p.len() >= 20)
+                        .map(str::to_owned),
+                );
                 parts
             })
             .filter(|v| v.len() >= 20)
             .collect();
         assert!(values.len() >= 6, "found the generated passwords");
-        let rendered = cli::render(yaml, OutputFormat::Json, true, &BuildSettings::default()).unwrap();
+        let rendered =
+            cli::render(yaml, OutputFormat::Json, true, &BuildSettings::default()).unwrap();
         let list: Value = serde_json::from_str(&rendered).unwrap();
         let plain: Vec<String> = list["items"]
             .as_array()
@@ -198,13 +321,23 @@ fn generated_secret_values_appear_only_in_secrets() {
             .unwrap()
             .iter()
             .filter(|o| o["kind"] == "Secret")
-            .flat_map(|o| o["stringData"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>())
+            .flat_map(|o| {
+                o["stringData"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .filter(|v| v.len() >= 20)
             .collect();
         assert!(!rendered_values.is_empty());
         for value in values.iter().chain(&rendered_values) {
             for object in &plain {
-                assert!(!object.contains(value.as_str()), "a secret value leaked into {object:.80}");
+                assert!(
+                    !object.contains(value.as_str()),
+                    "a secret value leaked into {object:.80}"
+                );
             }
         }
     }
@@ -219,22 +352,42 @@ fn the_rpcauth_line_verifies_the_generated_password() {
     let (user, rest) = line.split_once(':').unwrap();
     let (salt, _) = rest.split_once('$').unwrap();
     assert_eq!(user, rpc["rpc-user"]);
-    assert_eq!(build::secrets::rpcauth(user, &rpc["rpc-password"], salt), line);
-    assert_eq!(rpc["electrs-auth"], format!("{user}:{}", rpc["rpc-password"]));
+    assert_eq!(
+        build::secrets::rpcauth(user, &rpc["rpc-password"], salt),
+        line
+    );
+    assert_eq!(
+        rpc["electrs-auth"],
+        format!("{user}:{}", rpc["rpc-password"])
+    );
 }
 
 #[test]
 fn disabled_components_and_external_postgres_are_not_built() {
     let yaml = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: n}\nspec:\n  network: signet\n  electrs: {enabled: false}\n  postgres: {external: {secretRef: {name: db, key: uri}}}\n  monitoring: {prometheus: {enabled: false}, grafana: {enabled: false}}\n";
     let objects = objects(yaml);
-    let names: BTreeSet<String> = objects.iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()).collect();
-    for gone in ["n-electrs", "n-postgres", "n-prometheus", "n-grafana", "n-postgres-init"] {
+    let names: BTreeSet<String> = objects
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    for gone in [
+        "n-electrs",
+        "n-postgres",
+        "n-prometheus",
+        "n-grafana",
+        "n-postgres-init",
+    ] {
         assert!(!names.contains(gone), "{gone} should not exist");
     }
     let api = find(&objects, "Deployment", "n-api");
-    let env = api["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let env = api["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
     let db = env.iter().find(|e| e["name"] == "DATABASE_URL").unwrap();
-    assert_eq!(db["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "db", "key": "uri"}));
+    assert_eq!(
+        db["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "db", "key": "uri"})
+    );
     assert!(!env.iter().any(|e| e["name"] == "ELECTRUM_URL"));
 }
 
@@ -242,58 +395,123 @@ fn disabled_components_and_external_postgres_are_not_built() {
 fn autoscaling_hands_replicas_to_the_hpa_and_user_env_overrides_wiring() {
     let mainnet = objects(MAINNET);
     let api = find(&mainnet, "Deployment", "mainnet-api");
-    assert!(api["spec"].get("replicas").is_none(), "the HPA owns replicas");
+    assert!(
+        api["spec"].get("replicas").is_none(),
+        "the HPA owns replicas"
+    );
     let hpa = find(&mainnet, "HorizontalPodAutoscaler", "mainnet-api");
     assert_eq!(hpa["spec"]["minReplicas"], 2);
     assert_eq!(hpa["spec"]["maxReplicas"], 10);
-    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
     let ingress = find(&mainnet, "Ingress", "mainnet-api");
-    assert_eq!(ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"], "letsencrypt-production");
-    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "blocksight-api-tls");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt-production"
+    );
+    assert_eq!(
+        ingress["spec"]["tls"][0]["secretName"],
+        "blocksight-api-tls"
+    );
 
     let yaml = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: n}\nspec:\n  network: regtest\n  api:\n    env: [{name: REDIS_URL, value: redis://elsewhere:6379}, {name: X, value: a}, {name: X, value: b}]\n";
     let custom = objects(yaml);
-    let env = find(&custom, "Deployment", "n-api")["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
+    let env =
+        find(&custom, "Deployment", "n-api")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone();
     let redis: Vec<&Value> = env.iter().filter(|e| e["name"] == "REDIS_URL").collect();
     assert_eq!(redis.len(), 1);
     assert_eq!(redis[0]["value"], "redis://elsewhere:6379");
     let x: Vec<&Value> = env.iter().filter(|e| e["name"] == "X").collect();
-    assert_eq!(x.len(), 1, "duplicate names would be rejected by the API server");
+    assert_eq!(
+        x.len(),
+        1,
+        "duplicate names would be rejected by the API server"
+    );
     assert_eq!(x[0]["value"], "b");
 }
 
 #[test]
 fn deletion_policy_decides_what_outlives_the_blocksight() {
-    let retain = valid(&format!("{}  deletionPolicy: Retain\n", on(Network::Signet).replace("spec: {network: signet}", "spec:\n  network: signet")));
+    let retain = valid(&format!(
+        "{}  deletionPolicy: Retain\n",
+        on(Network::Signet).replace("spec: {network: signet}", "spec:\n  network: signet")
+    ));
     let mut uid_bs: BlockSight = serde_yaml::from_str(&on(Network::Signet)).unwrap();
     uid_bs.metadata.uid = Some("u".into());
     let with_owner = validate::validate(&uid_bs).unwrap();
     assert!(with_owner.owner.is_some());
     // Retain: PVCs kept, credentials not owned (a recreated BlockSight adopts both).
-    let objects: Vec<Value> = build::build(&with_owner, &BuildSettings::default()).children.iter().map(Child::to_value).collect();
+    let objects: Vec<Value> = build::build(&with_owner, &BuildSettings::default())
+        .children
+        .iter()
+        .map(Child::to_value)
+        .collect();
     let bitcoind = find(&objects, "StatefulSet", "n-bitcoind");
-    assert_eq!(bitcoind["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"], "Retain");
-    assert_eq!(bitcoind["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain");
+    assert_eq!(
+        bitcoind["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+        "Retain"
+    );
+    assert_eq!(
+        bitcoind["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
     assert!(bitcoind["metadata"]["ownerReferences"][0]["uid"] == "u");
     let secrets = build::secrets::generate(&with_owner, &mut rand::rng());
-    assert!(secrets.iter().all(|s| s.metadata.owner_references.is_none()));
-    assert_eq!(retain.deletion_policy, blocksight_operator::crd::DeletionPolicy::Retain);
+    assert!(
+        secrets
+            .iter()
+            .all(|s| s.metadata.owner_references.is_none())
+    );
+    assert_eq!(
+        retain.deletion_policy,
+        blocksight_operator::crd::DeletionPolicy::Retain
+    );
 
     uid_bs.spec.deletion_policy = blocksight_operator::crd::DeletionPolicy::Delete;
     let delete = validate::validate(&uid_bs).unwrap();
-    let objects: Vec<Value> = build::build(&delete, &BuildSettings::default()).children.iter().map(Child::to_value).collect();
-    assert_eq!(find(&objects, "StatefulSet", "n-bitcoind")["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"], "Delete");
+    let objects: Vec<Value> = build::build(&delete, &BuildSettings::default())
+        .children
+        .iter()
+        .map(Child::to_value)
+        .collect();
+    assert_eq!(
+        find(&objects, "StatefulSet", "n-bitcoind")["spec"]["persistentVolumeClaimRetentionPolicy"]
+            ["whenDeleted"],
+        "Delete"
+    );
     let secrets = build::secrets::generate(&delete, &mut rand::rng());
-    assert!(secrets.iter().all(|s| s.metadata.owner_references.as_ref().is_some_and(|o| o[0].uid == "u")));
+    assert!(secrets.iter().all(|s| {
+        s.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o[0].uid == "u")
+    }));
 }
 
 #[test]
 fn config_changes_roll_pods_and_nothing_else_does() {
     let base = objects(&on(Network::Signet));
-    let hash = |objects: &[Value], kind: &str, name: &str| find(objects, kind, name)["spec"]["template"]["metadata"]["annotations"]["blocksight.live/config-hash"].clone();
-    let bigger = objects(&on(Network::Signet).replace("spec: {network: signet}", "spec: {network: signet, bitcoind: {dbcache: 2048}}"));
-    assert_ne!(hash(&base, "StatefulSet", "n-bitcoind"), hash(&bigger, "StatefulSet", "n-bitcoind"), "dbcache is in bitcoin.conf");
-    assert_eq!(hash(&base, "StatefulSet", "n-redis"), hash(&bigger, "StatefulSet", "n-redis"));
+    let hash = |objects: &[Value], kind: &str, name: &str| {
+        find(objects, kind, name)["spec"]["template"]["metadata"]["annotations"]["blocksight.live/config-hash"].clone()
+    };
+    let bigger = objects(&on(Network::Signet).replace(
+        "spec: {network: signet}",
+        "spec: {network: signet, bitcoind: {dbcache: 2048}}",
+    ));
+    assert_ne!(
+        hash(&base, "StatefulSet", "n-bitcoind"),
+        hash(&bigger, "StatefulSet", "n-bitcoind"),
+        "dbcache is in bitcoin.conf"
+    );
+    assert_eq!(
+        hash(&base, "StatefulSet", "n-redis"),
+        hash(&bigger, "StatefulSet", "n-redis")
+    );
 }
 
 #[test]
@@ -308,18 +526,35 @@ fn the_operator_rbac_covers_every_kind_it_applies() {
         "Ingress" => ("networking.k8s.io", "ingresses"),
         other => panic!("unmapped kind {other}"),
     };
-    let kinds: BTreeSet<String> = objects(MAINNET).iter().map(|o| o["kind"].as_str().unwrap().to_owned()).collect();
+    let kinds: BTreeSet<String> = objects(MAINNET)
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_owned())
+        .collect();
     assert!(kinds.len() >= 7);
     for kind in kinds {
         let (group, resource) = plural(&kind);
         for verb in ["list", "watch", "patch", "delete"] {
-            assert!(blocksight_operator::rbac::allows(group, resource, verb), "RBAC lacks {verb} {group}/{resource}");
+            assert!(
+                blocksight_operator::rbac::allows(group, resource, verb),
+                "RBAC lacks {verb} {group}/{resource}"
+            );
         }
     }
     for verb in ["list", "watch", "create"] {
         assert!(blocksight_operator::rbac::allows("", "secrets", verb));
     }
-    assert!(blocksight_operator::rbac::allows("blocksight.live", "blocksights/status", "patch"));
-    assert!(blocksight_operator::rbac::allows("events.k8s.io", "events", "create"));
-    assert!(!blocksight_operator::rbac::allows("", "pods", "delete"), "least privilege");
+    assert!(blocksight_operator::rbac::allows(
+        "blocksight.live",
+        "blocksights/status",
+        "patch"
+    ));
+    assert!(blocksight_operator::rbac::allows(
+        "events.k8s.io",
+        "events",
+        "create"
+    ));
+    assert!(
+        !blocksight_operator::rbac::allows("", "pods", "delete"),
+        "least privilege"
+    );
 }

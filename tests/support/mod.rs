@@ -33,7 +33,11 @@ pub struct Call {
 impl Call {
     /// `METHOD path` without the query, for compact assertions.
     pub fn line(&self) -> String {
-        format!("{} {}", self.method, self.uri.split('?').next().unwrap_or_default())
+        format!(
+            "{} {}",
+            self.method,
+            self.uri.split('?').next().unwrap_or_default()
+        )
     }
 }
 
@@ -52,28 +56,58 @@ pub async fn serve(
         let method = request.method().to_string();
         let uri = request.uri().to_string();
         let bytes = request.into_body().collect_bytes().await.expect("body");
-        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        let call = Call { method: method.clone(), uri: uri.clone(), body: body.clone() };
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        let call = Call {
+            method: method.clone(),
+            uri: uri.clone(),
+            body: body.clone(),
+        };
         let line = call.line();
         calls.lock().unwrap().push(call);
-        let fault = faults.lock().unwrap().iter().find(|(l, _)| *l == line).map(|(_, code)| *code);
+        let fault = faults
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(l, _)| *l == line)
+            .map(|(_, code)| *code);
         if let Some(code) = fault {
             let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected", "reason": "InternalError", "code": code});
-            send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                    .unwrap(),
+            );
             continue;
         }
         let (status, answer) = match method.as_str() {
-            "DELETE" => (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+            "DELETE" => (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
             // The status subresource answers with the whole object, new status included.
             "PATCH" if line.ends_with("/status") => {
-                let mut object = primary.lock().unwrap().clone().expect("a BlockSight to patch");
+                let mut object = primary
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .expect("a BlockSight to patch");
                 object["status"] = body["status"].clone();
                 (200, object)
             }
             "POST" => (201, with_server_fields(body)),
             _ => (200, with_server_fields(body)),
         };
-        send.send_response(Response::builder().status(status).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap(),
+        );
     }
 }
 
@@ -92,8 +126,10 @@ pub struct CacheWriters {
     pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
-    pub autoscalers: Writer<PartialObjectMeta<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>>,
-    pub disruption_budgets: Writer<PartialObjectMeta<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
+    pub autoscalers:
+        Writer<PartialObjectMeta<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>>,
+    pub disruption_budgets:
+        Writer<PartialObjectMeta<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
     pub ingresses: Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::Ingress>>,
 }
 
@@ -114,7 +150,16 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (disruption_budgets, pd) = ready();
     let (ingresses, ing) = ready();
     (
-        Caches { config_maps, secrets, services, stateful_sets, deployments, autoscalers, disruption_budgets, ingresses },
+        Caches {
+            config_maps,
+            secrets,
+            services,
+            stateful_sets,
+            deployments,
+            autoscalers,
+            disruption_budgets,
+            ingresses,
+        },
         CacheWriters {
             config_maps: cm,
             secrets: se,
@@ -147,7 +192,10 @@ pub fn applied_meta(child: &Child) -> ObjectMeta {
 
 fn partial<K: Resource<DynamicType = ()>>(meta: ObjectMeta) -> PartialObjectMeta<K> {
     PartialObjectMeta {
-        types: Some(TypeMeta { api_version: K::api_version(&()).into(), kind: K::kind(&()).into() }),
+        types: Some(TypeMeta {
+            api_version: K::api_version(&()).into(),
+            kind: K::kind(&()).into(),
+        }),
         metadata: meta,
         _phantom: Default::default(),
     }
@@ -159,11 +207,21 @@ impl CacheWriters {
     pub fn put(&mut self, child: &Child, ready: bool) {
         let meta = applied_meta(child);
         match child {
-            Child::ConfigMap(_) => self.config_maps.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::Service(_) => self.services.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::HorizontalPodAutoscaler(_) => self.autoscalers.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::PodDisruptionBudget(_) => self.disruption_budgets.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::Ingress(_) => self.ingresses.apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::ConfigMap(_) => self
+                .config_maps
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::Service(_) => self
+                .services
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::HorizontalPodAutoscaler(_) => self
+                .autoscalers
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::PodDisruptionBudget(_) => self
+                .disruption_budgets
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::Ingress(_) => self
+                .ingresses
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::StatefulSet(s) => {
                 let replicas = s.spec.replicas.unwrap_or(1);
                 let n = if ready { replicas } else { 0 };
@@ -178,7 +236,8 @@ impl CacheWriters {
                     update_revision: Some("r1".into()),
                     ..Default::default()
                 });
-                self.stateful_sets.apply_watcher_event(&watcher::Event::Apply(s));
+                self.stateful_sets
+                    .apply_watcher_event(&watcher::Event::Apply(s));
             }
             Child::Deployment(d) => {
                 let replicas = d.spec.replicas.unwrap_or(2);
@@ -193,14 +252,20 @@ impl CacheWriters {
                     updated_replicas: Some(replicas),
                     ..Default::default()
                 });
-                self.deployments.apply_watcher_event(&watcher::Event::Apply(d));
+                self.deployments
+                    .apply_watcher_event(&watcher::Event::Apply(d));
             }
         }
     }
 
     pub fn put_secret(&mut self, name: &str, namespace: &str) {
-        let meta = ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() };
-        self.secrets.apply_watcher_event(&watcher::Event::Apply(partial(meta)));
+        let meta = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        };
+        self.secrets
+            .apply_watcher_event(&watcher::Event::Apply(partial(meta)));
     }
 
     /// Everything `bs` needs, as if a previous reconcile had applied it.
@@ -218,7 +283,9 @@ impl CacheWriters {
 /// A BlockSight as the API server stores it (uid, generation) from a YAML spec.
 pub fn blocksight(yaml: &str) -> BlockSight {
     let mut bs: BlockSight = serde_yaml::from_str(yaml).expect("BlockSight YAML");
-    bs.metadata.namespace.get_or_insert_with(|| "default".into());
+    bs.metadata
+        .namespace
+        .get_or_insert_with(|| "default".into());
     bs.metadata.uid = Some("bs-uid".into());
     bs.metadata.generation = Some(1);
     bs.metadata.resource_version = Some("1".into());
@@ -242,17 +309,34 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let primary = Arc::new(Mutex::new(None));
     let faults = Arc::new(Mutex::new(faults));
-    let server = tokio::spawn(serve(handle, calls.clone(), faults.clone(), primary.clone()));
+    let server = tokio::spawn(serve(
+        handle,
+        calls.clone(),
+        faults.clone(),
+        primary.clone(),
+    ));
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches,
-        recorder: Recorder::new(client, Reporter { controller: FIELD_MANAGER.into(), instance: Some("test".into()) }),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some("test".into()),
+            },
+        ),
         metrics: Arc::new(Metrics::new()),
         settings: BuildSettings::default(),
         recent_writes: RecentWrites::default(),
         failures: Default::default(),
     });
-    Harness { ctx, calls, server, primary, faults }
+    Harness {
+        ctx,
+        calls,
+        server,
+        primary,
+        faults,
+    }
 }
 
 impl Harness {
@@ -263,9 +347,12 @@ impl Harness {
     ) -> Result<kube::runtime::controller::Action, blocksight_operator::reconcile::Error> {
         *self.primary.lock().unwrap() = Some(serde_json::to_value(bs).unwrap());
         let guard = Arc::new(kube::core::DeserializeGuard(Ok(bs.clone())));
-        tokio::time::timeout(Duration::from_secs(5), blocksight_operator::reconcile::reconcile(guard, self.ctx.clone()))
-            .await
-            .expect("reconcile finished within 5 s")
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            blocksight_operator::reconcile::reconcile(guard, self.ctx.clone()),
+        )
+        .await
+        .expect("reconcile finished within 5 s")
     }
 
     /// The calls so far, and forget them.
