@@ -84,6 +84,10 @@ pub enum Command {
         /// with freshly generated values (never commit them).
         #[arg(long)]
         with_secrets: bool,
+        /// Render as for a cluster with the prometheus-operator CRDs installed
+        /// (ServiceMonitors and PodMonitors under `prometheusOperator: auto`).
+        #[arg(long)]
+        prometheus_operator: bool,
     },
     /// Print the RBAC rules the controller needs (the Helm chart grants exactly these).
     Rbac,
@@ -126,8 +130,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 lease_name,
                 lease_namespace,
                 identity,
+                // Whether the prometheus-operator CRDs exist is discovered at start.
                 settings: BuildSettings {
                     operator_metrics_target,
+                    prometheus_operator_crds: false,
                 },
             };
             match run::run(config).await {
@@ -155,9 +161,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             file,
             output,
             with_secrets,
+            prometheus_operator,
         } => {
             let text = read_input(&file)?;
-            match render(&text, output, with_secrets, &BuildSettings::default()) {
+            let settings = BuildSettings {
+                prometheus_operator_crds: prometheus_operator,
+                ..Default::default()
+            };
+            match render(&text, output, with_secrets, &settings) {
                 Ok(out) => {
                     print!("{out}");
                     Ok(0)

@@ -17,7 +17,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
@@ -29,9 +29,11 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY};
 use crate::crd::BlockSight;
 use crate::metrics::Metrics;
+use crate::reconcile::context::empty_monitor_store;
 use crate::reconcile::{self, Caches, Context, RecentWrites};
 
 /// Settings of `blocksight run`.
@@ -199,6 +201,51 @@ where
     (reader, stream)
 }
 
+/// Whether the cluster serves the prometheus-operator kinds the operator creates.
+async fn prometheus_operator_installed(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("monitoring.coreos.com/v1")
+        .await
+    {
+        Ok(list) => ["servicemonitors", "podmonitors"]
+            .iter()
+            .all(|k| list.resources.iter().any(|r| r.name == *k)),
+        Err(_) => false,
+    }
+}
+
+/// A reflector of ServiceMonitors or PodMonitors (when `installed`; otherwise an empty, ready
+/// cache and a stream that never yields).
+fn monitor_reflector(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+    resource: ApiResource,
+    installed: bool,
+) -> (
+    Store<DynamicObject>,
+    futures::stream::BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+) {
+    if !installed {
+        return (
+            empty_monitor_store(resource),
+            futures::stream::pending().boxed(),
+        );
+    }
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let stream = watcher(api, config.clone())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
 /// Run the controller until SIGTERM (or until leadership is lost).
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = Client::try_default()
@@ -283,6 +330,21 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .reflect(writer)
         .touched_objects();
 
+    // ServiceMonitors and PodMonitors only where prometheus-operator's CRDs are installed.
+    let monitoring = prometheus_operator_installed(&client).await;
+    info!(
+        installed = monitoring,
+        "prometheus-operator CRDs (monitoring.coreos.com/v1)"
+    );
+    let (service_monitors, service_monitor_events) = monitor_reflector(
+        &client,
+        ns,
+        &children,
+        service_monitor_resource(),
+        monitoring,
+    );
+    let (pod_monitors, pod_monitor_events) =
+        monitor_reflector(&client, ns, &children, pod_monitor_resource(), monitoring);
     let caches = Caches {
         config_maps,
         secrets,
@@ -292,6 +354,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         autoscalers,
         disruption_budgets,
         ingresses,
+        service_monitors,
+        pod_monitors,
     };
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
@@ -302,7 +366,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         caches: caches.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
-        settings: config.settings.clone(),
+        settings: BuildSettings {
+            prometheus_operator_crds: monitoring,
+            ..config.settings.clone()
+        },
         recent_writes: RecentWrites::default(),
         failures: Default::default(),
     });
@@ -316,7 +383,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(deployment_events)
         .owns_stream(autoscaler_events)
         .owns_stream(budget_events)
-        .owns_stream(ingress_events);
+        .owns_stream(ingress_events)
+        .owns_stream_with(service_monitor_events, service_monitor_resource())
+        .owns_stream_with(pod_monitor_events, pod_monitor_resource());
     let primary = controller.store();
     {
         let (health, caches) = (health.clone(), caches.clone());

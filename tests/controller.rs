@@ -29,6 +29,8 @@ fn path(kind: ChildKind, name: &str) -> String {
         ChildKind::HorizontalPodAutoscaler => ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
         ChildKind::PodDisruptionBudget => ("/apis/policy/v1", "poddisruptionbudgets"),
         ChildKind::Ingress => ("/apis/networking.k8s.io/v1", "ingresses"),
+        ChildKind::ServiceMonitor => ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
+        ChildKind::PodMonitor => ("/apis/monitoring.coreos.com/v1", "podmonitors"),
     };
     format!("{prefix}/namespaces/default/{plural}/{name}")
 }
@@ -437,5 +439,35 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
     assert_eq!(
         again.first().unwrap().line(),
         format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"))
+    );
+}
+
+#[tokio::test]
+async fn with_prometheus_operator_the_monitors_are_applied_after_the_workloads() {
+    let bs = blocksight(REGTEST);
+    let (caches, _writers) = caches();
+    let mut h = harness(caches, vec![]);
+    std::sync::Arc::get_mut(&mut h.ctx)
+        .unwrap()
+        .settings
+        .prometheus_operator_crds = true;
+    h.reconcile(&bs).await.expect("reconciled");
+    let calls = lines(&h.take_calls());
+    let tail: Vec<&str> = calls
+        .iter()
+        .rev()
+        .skip(1)
+        .take(5)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/podmonitors/dev-api",
+            "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/dev-grafana",
+            "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/dev-postgres",
+            "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/dev-electrs",
+            "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/dev-redis",
+        ]
     );
 }

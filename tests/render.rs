@@ -558,3 +558,87 @@ fn the_operator_rbac_covers_every_kind_it_applies() {
         "least privilege"
     );
 }
+
+#[test]
+fn prometheus_operator_objects_follow_the_mode_and_the_cluster() {
+    let kinds = |yaml: &str, crds: bool| -> Vec<(String, String)> {
+        let settings = BuildSettings {
+            prometheus_operator_crds: crds,
+            ..Default::default()
+        };
+        build::build(&valid(yaml), &settings)
+            .children
+            .iter()
+            .map(Child::to_value)
+            .filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1")
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap().to_owned(),
+                    o["metadata"]["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let auto = on(Network::Signet);
+    assert_eq!(
+        kinds(&auto, false),
+        vec![],
+        "auto without the CRDs: nothing"
+    );
+    let expected: Vec<(String, String)> = [
+        ("ServiceMonitor", "n-redis"),
+        ("ServiceMonitor", "n-electrs"),
+        ("ServiceMonitor", "n-postgres"),
+        ("ServiceMonitor", "n-grafana"),
+        ("PodMonitor", "n-api"),
+    ]
+    .iter()
+    .map(|(k, n)| (k.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(kinds(&auto, true), expected);
+    let enabled = auto.replace(
+        "spec: {network: signet}",
+        "spec: {network: signet, monitoring: {prometheusOperator: enabled}}",
+    );
+    assert_eq!(
+        kinds(&enabled, false),
+        expected,
+        "enabled: even before the CRDs exist"
+    );
+    let disabled = auto.replace(
+        "spec: {network: signet}",
+        "spec: {network: signet, monitoring: {prometheusOperator: disabled}}",
+    );
+    assert_eq!(kinds(&disabled, true), vec![]);
+
+    let objects: Vec<Value> = build::build(
+        &valid(&auto),
+        &BuildSettings {
+            prometheus_operator_crds: true,
+            ..Default::default()
+        },
+    )
+    .children
+    .iter()
+    .map(Child::to_value)
+    .collect();
+    let postgres = find(&objects, "ServiceMonitor", "n-postgres");
+    assert_eq!(postgres["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(
+        postgres["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "postgres"
+    );
+    assert_eq!(
+        postgres["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "blocksight-operator"
+    );
+    // The scraped port exists on the Service the monitor selects.
+    let service = find(&objects, "Service", "n-postgres");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "metrics")
+    );
+}

@@ -6,6 +6,7 @@ pub mod bitcoind;
 pub mod electrs;
 pub mod grafana;
 pub mod meta;
+pub mod monitors;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
-use kube::api::ObjectMeta;
+use kube::api::{DynamicObject, ObjectMeta};
 use serde_json::Value;
 
 pub use meta::{Component, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
@@ -33,6 +34,8 @@ pub struct BuildSettings {
     /// `host:port` of the operator's headless metrics Service, through which each BlockSight's
     /// Prometheus discovers every operator replica.
     pub operator_metrics_target: String,
+    /// The prometheus-operator CRDs (monitoring.coreos.com/v1) are installed.
+    pub prometheus_operator_crds: bool,
 }
 
 impl BuildSettings {
@@ -50,6 +53,7 @@ impl Default for BuildSettings {
         Self {
             operator_metrics_target: "blocksight-operator-metrics.blocksight-system.svc:8080"
                 .to_owned(),
+            prometheus_operator_crds: false,
         }
     }
 }
@@ -65,10 +69,12 @@ pub enum ChildKind {
     HorizontalPodAutoscaler,
     PodDisruptionBudget,
     Ingress,
+    ServiceMonitor,
+    PodMonitor,
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 7] = [
+    pub const ALL: [ChildKind; 9] = [
         Self::ConfigMap,
         Self::Service,
         Self::StatefulSet,
@@ -76,6 +82,8 @@ impl ChildKind {
         Self::HorizontalPodAutoscaler,
         Self::PodDisruptionBudget,
         Self::Ingress,
+        Self::ServiceMonitor,
+        Self::PodMonitor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +95,8 @@ impl ChildKind {
             Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
             Self::Ingress => "Ingress",
+            Self::ServiceMonitor => "ServiceMonitor",
+            Self::PodMonitor => "PodMonitor",
         }
     }
 }
@@ -107,6 +117,9 @@ pub enum Child {
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     PodDisruptionBudget(PodDisruptionBudget),
     Ingress(Ingress),
+    /// monitoring.coreos.com/v1 (no Rust types upstream: a typed-by-construction dynamic object).
+    ServiceMonitor(DynamicObject),
+    PodMonitor(DynamicObject),
 }
 
 macro_rules! for_each_child {
@@ -119,6 +132,8 @@ macro_rules! for_each_child {
             Child::HorizontalPodAutoscaler($obj) => $body,
             Child::PodDisruptionBudget($obj) => $body,
             Child::Ingress($obj) => $body,
+            Child::ServiceMonitor($obj) => $body,
+            Child::PodMonitor($obj) => $body,
         }
     };
 }
@@ -133,6 +148,8 @@ impl Child {
             Child::HorizontalPodAutoscaler(_) => ChildKind::HorizontalPodAutoscaler,
             Child::PodDisruptionBudget(_) => ChildKind::PodDisruptionBudget,
             Child::Ingress(_) => ChildKind::Ingress,
+            Child::ServiceMonitor(_) => ChildKind::ServiceMonitor,
+            Child::PodMonitor(_) => ChildKind::PodMonitor,
         }
     }
 
@@ -203,6 +220,7 @@ pub fn build(bs: &ValidBlockSight, settings: &BuildSettings) -> Desired {
     if let Some(grafana) = &bs.grafana {
         children.extend(grafana::build(bs, grafana));
     }
+    children.extend(monitors::build(bs, settings));
     // Stable sort: by kind (apply order), then in the order the builders produced them.
     children.sort_by_key(Child::kind);
     Desired {

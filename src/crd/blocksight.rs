@@ -394,6 +394,24 @@ pub struct MonitoringSpec {
     /// A Grafana provisioned with the BlockSight dashboards.
     #[serde(default)]
     pub grafana: GrafanaSpec,
+    /// ServiceMonitor and PodMonitor objects for a cluster's own prometheus-operator (e.g.
+    /// kube-prometheus): auto creates them when its CRDs are installed, enabled always,
+    /// disabled never. With them, `prometheus.enabled: false` needs no extra Prometheus.
+    #[serde(default)]
+    pub prometheus_operator: PrometheusOperatorMode,
+}
+
+/// Whether to create prometheus-operator objects.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrometheusOperatorMode {
+    /// When the monitoring.coreos.com CRDs are installed.
+    #[default]
+    Auto,
+    /// Always (applying fails while the CRDs are missing).
+    Enabled,
+    /// Never.
+    Disabled,
 }
 
 /// Prometheus settings.

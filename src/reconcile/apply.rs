@@ -7,7 +7,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,6 +16,7 @@ use tracing::{debug, info};
 use super::context::Context;
 use super::drift;
 use super::error::{ApplyError, CredentialsError};
+use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
 
 /// Marks a recent delete in [`super::context::RecentWrites`].
@@ -129,6 +130,36 @@ where
     }
 }
 
+async fn apply_dynamic(
+    client: &Client,
+    namespace: &str,
+    obj: &DynamicObject,
+    resource: &ApiResource,
+) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn delete_dynamic(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    resource: &ApiResource,
+) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn apply_child(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {
     match child {
         Child::ConfigMap(o) => apply_typed(client, namespace, o).await,
@@ -138,6 +169,10 @@ async fn apply_child(client: &Client, namespace: &str, child: &Child) -> Result<
         Child::HorizontalPodAutoscaler(o) => apply_typed(client, namespace, o).await,
         Child::PodDisruptionBudget(o) => apply_typed(client, namespace, o).await,
         Child::Ingress(o) => apply_typed(client, namespace, o).await,
+        Child::ServiceMonitor(o) => {
+            apply_dynamic(client, namespace, o, &service_monitor_resource()).await
+        }
+        Child::PodMonitor(o) => apply_dynamic(client, namespace, o, &pod_monitor_resource()).await,
     }
 }
 
@@ -159,6 +194,12 @@ async fn delete_child(
             delete_typed::<PodDisruptionBudget>(client, namespace, name).await
         }
         ChildKind::Ingress => delete_typed::<Ingress>(client, namespace, name).await,
+        ChildKind::ServiceMonitor => {
+            delete_dynamic(client, namespace, name, &service_monitor_resource()).await
+        }
+        ChildKind::PodMonitor => {
+            delete_dynamic(client, namespace, name, &pod_monitor_resource()).await
+        }
     }
 }
 

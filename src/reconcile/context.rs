@@ -11,11 +11,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, ChildKind};
 use crate::metrics::Metrics;
 
@@ -31,6 +34,27 @@ pub struct Caches {
     pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
     pub disruption_budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
     pub ingresses: Store<PartialObjectMeta<Ingress>>,
+    /// Empty (and ready) when the prometheus-operator CRDs are not installed.
+    pub service_monitors: Store<DynamicObject>,
+    pub pod_monitors: Store<DynamicObject>,
+}
+
+/// A ready, empty cache of monitors, for clusters without the prometheus-operator CRDs.
+pub fn empty_monitor_store(resource: ApiResource) -> Store<DynamicObject> {
+    let mut writer = Writer::new(resource);
+    let reader = writer.as_reader();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    reader
+}
+
+fn get_dynamic(
+    store: &Store<DynamicObject>,
+    resource: ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Option<Arc<DynamicObject>> {
+    store.get(&ObjectRef::new_with(name, resource).within(namespace))
 }
 
 fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
@@ -43,7 +67,8 @@ where
 /// Names of the objects in `store` whose controller is the object with `uid`.
 fn controlled_by<K>(store: &Store<K>, uid: &str) -> Vec<(String, String)>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource + Clone + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash,
 {
     store
         .state()
@@ -80,6 +105,17 @@ impl Caches {
                 get(&self.disruption_budgets, namespace, name).map(|o| f(o.meta()))
             }
             ChildKind::Ingress => get(&self.ingresses, namespace, name).map(|o| f(o.meta())),
+            ChildKind::ServiceMonitor => get_dynamic(
+                &self.service_monitors,
+                service_monitor_resource(),
+                namespace,
+                name,
+            )
+            .map(|o| f(o.meta())),
+            ChildKind::PodMonitor => {
+                get_dynamic(&self.pod_monitors, pod_monitor_resource(), namespace, name)
+                    .map(|o| f(o.meta()))
+            }
         }
     }
 
@@ -107,6 +143,8 @@ impl Caches {
                 ChildKind::HorizontalPodAutoscaler => controlled_by(&self.autoscalers, uid),
                 ChildKind::PodDisruptionBudget => controlled_by(&self.disruption_budgets, uid),
                 ChildKind::Ingress => controlled_by(&self.ingresses, uid),
+                ChildKind::ServiceMonitor => controlled_by(&self.service_monitors, uid),
+                ChildKind::PodMonitor => controlled_by(&self.pod_monitors, uid),
             };
             out.extend(names.into_iter().map(|(ns, name)| (kind, ns, name)));
         }
@@ -124,7 +162,9 @@ impl Caches {
         self.deployments.wait_until_ready().await?;
         self.autoscalers.wait_until_ready().await?;
         self.disruption_budgets.wait_until_ready().await?;
-        self.ingresses.wait_until_ready().await
+        self.ingresses.wait_until_ready().await?;
+        self.service_monitors.wait_until_ready().await?;
+        self.pod_monitors.wait_until_ready().await
     }
 }
 

@@ -254,3 +254,14 @@ pub fn backoff(attempts: u32) -> Duration {
     let seconds = 5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
     Duration::from_secs(seconds.min(300))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+}

@@ -369,3 +369,167 @@ pub async fn write(
     .map(|_| ())
     .map_err(StatusError)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::FieldError;
+
+    fn at(seconds: i64) -> Time {
+        Time(jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn workload(component: &str, desired: i32, ready: i32, rolled_out: bool) -> WorkloadState {
+        WorkloadState {
+            component: component.into(),
+            image: "img:1".into(),
+            desired,
+            ready,
+            rolled_out,
+            exists: true,
+        }
+    }
+
+    fn applied(workloads: Vec<WorkloadState>) -> Outcome {
+        Outcome::Applied {
+            workloads,
+            failure: None,
+        }
+    }
+
+    fn get<'a>(status: &'a BlockSightStatus, kind: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn ready_when_every_workload_is_rolled_out_and_ready() {
+        let s = compute(
+            None,
+            Some(3),
+            &applied(vec![
+                workload("bitcoind", 1, 1, true),
+                workload("api", 2, 2, true),
+            ]),
+            at(10),
+        );
+        assert_eq!(s.phase, Some(Phase::Ready));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, PROGRESSING).status, "False");
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+        assert_eq!(
+            s.components["api"],
+            ComponentStatus {
+                desired_replicas: 2,
+                ready_replicas: 2,
+                image: "img:1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn provisioning_names_what_is_not_ready() {
+        let s = compute(
+            None,
+            Some(1),
+            &applied(vec![
+                workload("bitcoind", 1, 0, true),
+                workload("api", 2, 2, false),
+            ]),
+            at(10),
+        );
+        assert_eq!(s.phase, Some(Phase::Provisioning));
+        assert_eq!(get(&s, READY).message, "bitcoind 0/1 ready, api 2/2 ready");
+        assert_eq!(get(&s, PROGRESSING).status, "True");
+        assert_eq!(get(&s, DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn an_unchanged_outcome_yields_an_identical_status_and_transitions_keep_their_time() {
+        let outcome = applied(vec![workload("bitcoind", 1, 1, true)]);
+        let first = compute(None, Some(1), &outcome, at(10));
+        let again = compute(Some(&first), Some(1), &outcome, at(99));
+        assert_eq!(again, first, "no write when nothing changed");
+
+        let degraded = compute(
+            Some(&first),
+            Some(1),
+            &applied(vec![workload("bitcoind", 1, 0, true)]),
+            at(50),
+        );
+        assert_eq!(
+            get(&degraded, READY).last_transition_time,
+            at(50),
+            "Ready flipped"
+        );
+        assert_eq!(
+            get(&degraded, PAUSED).last_transition_time,
+            at(10),
+            "Paused did not flip"
+        );
+    }
+
+    #[test]
+    fn losing_replicas_after_being_ready_is_degraded_but_a_rollout_is_not() {
+        let ready = compute(
+            None,
+            Some(1),
+            &applied(vec![workload("postgres", 1, 1, true)]),
+            at(10),
+        );
+        let lost = compute(
+            Some(&ready),
+            Some(1),
+            &applied(vec![workload("postgres", 1, 0, true)]),
+            at(20),
+        );
+        assert_eq!(lost.phase, Some(Phase::Degraded));
+        assert_eq!(get(&lost, DEGRADED).reason, "ReplicasLost");
+        let rolling = compute(
+            Some(&ready),
+            Some(2),
+            &applied(vec![workload("postgres", 1, 0, false)]),
+            at(20),
+        );
+        assert_eq!(rolling.phase, Some(Phase::Provisioning));
+    }
+
+    #[test]
+    fn failures_invalid_specs_and_pauses() {
+        let failed = Outcome::Applied {
+            workloads: vec![],
+            failure: Some(("ApplyFailed".into(), "boom".into())),
+        };
+        let s = compute(None, Some(1), &failed, at(1));
+        assert_eq!(
+            (s.phase, get(&s, DEGRADED).reason.as_str()),
+            (Some(Phase::Degraded), "ApplyFailed")
+        );
+
+        let ready = compute(
+            None,
+            Some(1),
+            &applied(vec![workload("api", 1, 1, true)]),
+            at(1),
+        );
+        let invalid = InvalidSpec(vec![FieldError {
+            field: "spec.x".into(),
+            reason: "bad".into(),
+        }]);
+        let s = compute(Some(&ready), Some(2), &Outcome::Invalid(invalid), at(2));
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(get(&s, INVALID_SPEC).message, "spec.x: bad");
+        assert_eq!(
+            s.components, ready.components,
+            "the last known component state is kept"
+        );
+
+        let s = compute(Some(&ready), Some(3), &Outcome::Paused, at(3));
+        assert_eq!(s.phase, Some(Phase::Paused));
+        assert_eq!(get(&s, PAUSED).status, "True");
+    }
+}

@@ -15,7 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::cel::{CompiledSchema, compile_schema, validate_compiled};
 use kube::{CustomResourceExt, Resource, ResourceExt};
 
-use crate::crd::{BlockSight, DeletionPolicy, Network, Placement, SecretKeyRef, StorageSpec};
+use crate::crd::{
+    BlockSight, DeletionPolicy, Network, Placement, PrometheusOperatorMode, SecretKeyRef,
+    StorageSpec,
+};
 
 /// One problem with the spec, named by its field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +155,7 @@ pub struct ValidBlockSight {
     pub api: Api,
     pub prometheus: Option<Prometheus>,
     pub grafana: Option<Grafana>,
+    pub prometheus_operator: PrometheusOperatorMode,
 }
 
 /// The CRD schema with its CEL rules compiled once per process.
@@ -371,6 +375,7 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
         api,
         prometheus,
         grafana,
+        prometheus_operator: spec.monitoring.prometheus_operator,
     })
 }
 

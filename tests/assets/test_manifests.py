@@ -77,3 +77,11 @@ def test_rendered_prometheus_config_and_rules_pass_promtool(repo, blocksight_bin
         proc = subprocess.run([promtool, "check", "config", str(config_file)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert proc.stdout.count("SUCCESS") >= 5, proc.stdout  # the config and each rule file
+
+
+def test_prometheus_operator_objects_validate(repo, blocksight_bin, kube_validate, tmp_path):
+    out = tmp_path / "with-prometheus-operator.yaml"
+    out.write_text(render(blocksight_bin, repo / "examples" / "mainnet.yaml", "--prometheus-operator"))
+    kinds = [d["kind"] for d in load_all(out.read_text())]
+    assert kinds.count("ServiceMonitor") == 4 and kinds.count("PodMonitor") == 1, kinds
+    kube_validate(out)  # against prometheus-operator's CRDs in ../shared/schemas/crds

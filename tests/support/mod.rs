@@ -8,6 +8,7 @@ use std::time::Duration;
 use blocksight_operator::build::{self, BuildSettings, Child, FIELD_MANAGER};
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::metrics::Metrics;
+use blocksight_operator::reconcile::context::empty_monitor_store;
 use blocksight_operator::reconcile::{Caches, Context, RecentWrites};
 use blocksight_operator::validate;
 use http::{Request, Response};
@@ -149,6 +150,9 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (autoscalers, hp) = ready();
     let (disruption_budgets, pd) = ready();
     let (ingresses, ing) = ready();
+    // The scenario clusters have no prometheus-operator CRDs.
+    let service_monitors = empty_monitor_store(build::monitors::service_monitor_resource());
+    let pod_monitors = empty_monitor_store(build::monitors::pod_monitor_resource());
     (
         Caches {
             config_maps,
@@ -159,6 +163,8 @@ pub fn caches() -> (Caches, CacheWriters) {
             autoscalers,
             disruption_budgets,
             ingresses,
+            service_monitors,
+            pod_monitors,
         },
         CacheWriters {
             config_maps: cm,
@@ -222,6 +228,9 @@ impl CacheWriters {
             Child::Ingress(_) => self
                 .ingresses
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::ServiceMonitor(_) | Child::PodMonitor(_) => {
+                panic!("the scenario clusters have no prometheus-operator")
+            }
             Child::StatefulSet(s) => {
                 let replicas = s.spec.replicas.unwrap_or(1);
                 let n = if ready { replicas } else { 0 };
