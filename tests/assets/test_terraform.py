@@ -235,7 +235,7 @@ def test_no_credentials_in_code():
         "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     }
     files = [p for p in TF.rglob("*") if p.is_file() and ".terraform" not in p.parts]
-    docs = REPO / "docs" / "deploy-terraform.md"
+    docs = REPO / "docs" / "deploy.md"
     files += [docs] if docs.exists() else []
     leaks = [
         f"{_rel(path)}: {what}"
