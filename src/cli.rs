@@ -66,6 +66,9 @@ pub enum Command {
             default_value = "blocksight-operator-metrics.blocksight-system.svc:8080"
         )]
         operator_metrics_target: String,
+        /// How often each BlockSight's bitcoind, electrs, PostgreSQL and Redis are probed (jittered).
+        #[arg(long, default_value = "30s", value_parser = parse_interval)]
+        probe_interval: std::time::Duration,
     },
     /// Print every CRD of the project as multi-document YAML.
     Crd {
@@ -91,8 +94,21 @@ pub enum Command {
     },
     /// Print the RBAC rules the controller needs (the Helm chart grants exactly these).
     Rbac,
+    /// Ask bitcoind, electrs, PostgreSQL or Redis for its state; print it as JSON.
+    Probe(crate::probe::cli::ProbeArgs),
     /// Print the version.
     Version,
+}
+
+/// A positive duration such as 30s or 2m.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let span: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{e} (expected e.g. 30s, 2m)"))?;
+    match std::time::Duration::try_from(span) {
+        Ok(duration) if duration >= std::time::Duration::from_secs(1) => Ok(duration),
+        _ => Err("must be at least 1s".into()),
+    }
 }
 
 /// Initialise logging: RUST_LOG filters (default info), JSON or plain lines on stderr.
@@ -121,6 +137,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             lease_namespace,
             identity,
             operator_metrics_target,
+            probe_interval,
         } => {
             init_logging(log_format);
             let config = RunConfig {
@@ -135,6 +152,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     operator_metrics_target,
                     prometheus_operator_crds: false,
                 },
+                probe_interval,
             };
             match run::run(config).await {
                 Ok(()) => Ok(0),
@@ -179,6 +197,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
         }
+        Command::Probe(args) => Ok(crate::probe::cli::run(args).await),
         Command::Rbac => {
             print!("{}", crate::rbac::to_yaml());
             Ok(0)

@@ -7,9 +7,11 @@
 
 pub mod assets;
 pub mod build;
+pub mod chain;
 pub mod cli;
 pub mod crd;
 pub mod metrics;
+pub mod probe;
 pub mod rbac;
 pub mod reconcile;
 pub mod run;

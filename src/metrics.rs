@@ -403,6 +403,47 @@ impl Metrics {
         }
     }
 
+    /// Drop the chain series of a BlockSight whose poll loop stopped.
+    pub fn forget_chain(&self, namespace: &str, name: &str, network: &str) {
+        let chain = ChainLabels {
+            namespace: namespace.to_owned(),
+            blocksight: name.to_owned(),
+            network: network.to_owned(),
+        };
+        for family in [
+            &self.chain.blocks,
+            &self.chain.headers,
+            &self.chain.initial_block_download,
+            &self.chain.peers,
+            &self.chain.size_on_disk,
+            &self.chain.tip_timestamp,
+            &self.chain.mempool_transactions,
+        ] {
+            family.remove(&chain);
+        }
+        self.chain.verification_progress.remove(&chain);
+        let instance = InstanceLabels {
+            namespace: namespace.to_owned(),
+            blocksight: name.to_owned(),
+        };
+        for family in [
+            &self.chain.electrs_indexed_height,
+            &self.chain.electrs_lag,
+            &self.chain.database_size,
+        ] {
+            family.remove(&instance);
+        }
+        for service in PROBED_SERVICES {
+            let labels = ServiceLabels {
+                namespace: namespace.to_owned(),
+                blocksight: name.to_owned(),
+                service: service.to_owned(),
+            };
+            self.chain.probe_up.remove(&labels);
+            self.chain.probe_duration.remove(&labels);
+        }
+    }
+
     /// Drop every series of a deleted BlockSight.
     pub fn forget_instance(&self, namespace: &str, name: &str) {
         let instance = InstanceLabels {

@@ -21,7 +21,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY};
+use crate::chain::poller::{PollSettings, Poller, SecretReader};
 use crate::crd::BlockSight;
 use crate::metrics::Metrics;
 use crate::reconcile::context::empty_monitor_store;
@@ -47,6 +48,8 @@ pub struct RunConfig {
     pub lease_namespace: String,
     pub identity: String,
     pub settings: BuildSettings,
+    /// How often each BlockSight's services are probed.
+    pub probe_interval: Duration,
 }
 
 /// Why the process stopped abnormally; each has its own exit code.
@@ -201,6 +204,48 @@ where
     (reader, stream)
 }
 
+/// Credentials for the chain probes: the operator's own Secrets from the watch cache; a
+/// user's Secret (external database URI) by a GET, cached for ten minutes.
+fn secret_reader(client: Client, cache: Store<Secret>) -> SecretReader {
+    type Fetched = std::collections::HashMap<
+        (String, String),
+        (
+            std::collections::BTreeMap<String, String>,
+            std::time::Instant,
+        ),
+    >;
+    let fetched: Arc<std::sync::Mutex<Fetched>> = Arc::default();
+    Arc::new(move |namespace: String, name: String| {
+        let (client, cache, fetched) = (client.clone(), cache.clone(), fetched.clone());
+        Box::pin(async move {
+            let decode = |s: &Secret| {
+                s.data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect()
+            };
+            if let Some(secret) = cache.get(&ObjectRef::new(&name).within(&namespace)) {
+                return Some(decode(&secret));
+            }
+            let key = (namespace.clone(), name.clone());
+            if let Some((data, at)) = fetched.lock().expect("not poisoned").get(&key)
+                && at.elapsed() < Duration::from_secs(600)
+            {
+                return Some(data.clone());
+            }
+            let api: Api<Secret> = Api::namespaced(client, &namespace);
+            let data: std::collections::BTreeMap<String, String> =
+                decode(&api.get_opt(&name).await.ok()??);
+            fetched
+                .lock()
+                .expect("not poisoned")
+                .insert(key, (data.clone(), std::time::Instant::now()));
+            Some(data)
+        })
+    })
+}
+
 /// Whether the cluster serves the prometheus-operator kinds the operator creates.
 async fn prometheus_operator_installed(client: &Client) -> bool {
     match client
@@ -303,7 +348,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     let (config_maps, config_map_events) = metadata_reflector::<ConfigMap>(&client, ns, &children);
-    let (secrets, secret_events) = metadata_reflector::<Secret>(&client, ns, &children);
+    // The operator's own Secrets whole (only those it labels): the chain probes read their
+    // credentials from this cache instead of the API.
+    let (secrets, writer) = reflector::store();
+    let secret_events = watcher(scoped::<Secret>(&client, ns), children.clone())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
     let (autoscalers, autoscaler_events) =
         metadata_reflector::<HorizontalPodAutoscaler>(&client, ns, &children);
@@ -361,19 +412,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(config.identity.clone()),
     };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        caches: caches.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics: metrics.clone(),
-        settings: BuildSettings {
-            prometheus_operator_crds: monitoring,
-            ..config.settings.clone()
-        },
-        recent_writes: RecentWrites::default(),
-        failures: Default::default(),
-    });
-
+    let (request_reconcile, reconcile_requests) =
+        futures::channel::mpsc::unbounded::<(String, String)>();
     let blocksights = scoped::<DeserializeGuard<BlockSight>>(&client, ns);
     let controller = Controller::new(blocksights, watcher::Config::default().any_semantic())
         .owns_stream(config_map_events)
@@ -385,8 +425,47 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(budget_events)
         .owns_stream(ingress_events)
         .owns_stream_with(service_monitor_events, service_monitor_resource())
-        .owns_stream_with(pod_monitor_events, pod_monitor_resource());
+        .owns_stream_with(pod_monitor_events, pod_monitor_resource())
+        // The chain probes ask for a reconcile when what they found changed.
+        .reconcile_on(
+            reconcile_requests.map(|(namespace, name): (String, String)| {
+                ObjectRef::new(&name).within(&namespace)
+            }),
+        );
     let primary = controller.store();
+    let poller = Arc::new(Poller::new(
+        PollSettings {
+            interval: config.probe_interval,
+            ..Default::default()
+        },
+        secret_reader(client.clone(), caches.secrets.clone()),
+        {
+            let primary = primary.clone();
+            Arc::new(move |(namespace, name): &(String, String)| {
+                primary
+                    .get(&ObjectRef::new(name).within(namespace))
+                    .is_some()
+            })
+        },
+        Arc::new(move |key: &(String, String)| {
+            let _ = request_reconcile.unbounded_send(key.clone());
+        }),
+        metrics.clone(),
+    ));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        caches: caches.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        settings: BuildSettings {
+            prometheus_operator_crds: monitoring,
+            ..config.settings.clone()
+        },
+        recent_writes: RecentWrites::default(),
+        failures: Default::default(),
+        poller: poller.clone(),
+    });
+
     {
         let (health, caches) = (health.clone(), caches.clone());
         tokio::spawn(async move {

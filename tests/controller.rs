@@ -11,6 +11,28 @@ use support::{Call, blocksight, caches, harness};
 const REGTEST: &str = include_str!("../examples/regtest.yaml");
 const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
 
+/// What the controller applies while the API is held at zero (database and cache not ready).
+fn desired_gated(bs: &BlockSight) -> Vec<Child> {
+    let gates = build::Gates { api_serving: false };
+    build::build_gated(
+        &validate::validate(bs).expect("valid"),
+        &BuildSettings::default(),
+        gates,
+    )
+    .children
+}
+
+/// The chain probes report every service up and synced.
+fn chain_synced(h: &support::Harness, bs: &BlockSight) {
+    let key = (
+        bs.metadata.namespace.clone().unwrap(),
+        bs.metadata.name.clone().unwrap(),
+    );
+    h.ctx
+        .poller
+        .publish(key, support::synced_observation(bs.spec.electrs.enabled));
+}
+
 fn desired(bs: &BlockSight) -> Vec<Child> {
     build::build(
         &validate::validate(bs).expect("valid"),
@@ -60,7 +82,7 @@ async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_t
     .iter()
     .map(|_| "POST /api/v1/namespaces/default/secrets".to_owned())
     .collect();
-    let children = desired(&bs);
+    let children = desired_gated(&bs);
     expected.extend(
         children
             .iter()
@@ -141,6 +163,22 @@ async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_t
             .all(|c| c["observedGeneration"] == 1)
     );
     assert_eq!(status["components"]["bitcoind"]["desiredReplicas"], 1);
+    // Nothing answers yet: the API is held at zero replicas and the chain conditions say why.
+    let api = calls
+        .iter()
+        .find(|c| c.line() == format!("PATCH {}", path(ChildKind::Deployment, "dev-api")))
+        .unwrap();
+    assert_eq!(api.body["spec"]["replicas"], 0);
+    let database = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DatabaseReady")
+        .unwrap();
+    assert_eq!(
+        (database["status"].as_str(), database["reason"].as_str()),
+        (Some("Unknown"), Some("NotProbedYet"))
+    );
 }
 
 /// `bs` with the status the controller last wrote (as the watch would deliver it).
@@ -161,21 +199,40 @@ async fn steady_state_sends_no_request_at_all() {
     let (caches, mut writers) = caches();
     writers.converge(&bs, true);
     let h = harness(caches, vec![]);
+    chain_synced(&h, &bs);
 
     // The cluster matches; only the status (never written yet) is new.
     h.reconcile(&bs).await.expect("reconciled");
     let calls = h.take_calls();
+    let event = "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned();
     assert_eq!(
         lines(&calls),
         [
             format!("PATCH {}", status_path("dev")),
-            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()
+            event.clone(),
+            event.clone(),
+            event
         ]
     );
     let status = &calls[0].body["status"];
     assert_eq!(status["phase"], "Ready");
-    assert_eq!(calls[1].body["reason"], "Ready");
-    assert_eq!(calls[1].body["type"], "Normal");
+    let events: Vec<(&str, &str)> = calls[1..]
+        .iter()
+        .map(|c| {
+            (
+                c.body["type"].as_str().unwrap(),
+                c.body["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("Normal", "Ready"),
+            ("Normal", "ChainSynced"),
+            ("Normal", "IndexSynced")
+        ]
+    );
 
     // With that status in place, reconciling again (a resync, a restarted operator with fresh
     // in-memory state) costs nothing.
@@ -183,6 +240,7 @@ async fn steady_state_sends_no_request_at_all() {
     h.reconcile(&bs).await.expect("reconciled");
     assert_eq!(h.take_calls(), vec![]);
     let restarted = harness(h.ctx.caches.clone(), vec![]);
+    chain_synced(&restarted, &bs);
     restarted.reconcile(&bs).await.expect("reconciled");
     assert_eq!(restarted.take_calls(), vec![]);
 }
@@ -229,9 +287,11 @@ async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
         .apply_watcher_event(&kube::runtime::watcher::Event::Apply(cached));
 
     let h = harness(caches, vec![]);
+    chain_synced(&h, &bs);
     let steady = {
         // Status as a converged controller would have written it.
         let probe = harness(support::caches_like(&bs), vec![]);
+        chain_synced(&probe, &bs);
         probe.reconcile(&bs).await.unwrap();
         with_written_status(bs.clone(), &probe.take_calls())
     };
@@ -254,6 +314,7 @@ async fn disabling_a_component_deletes_its_objects_and_updates_what_referenced_i
     writers.converge(&bs, true);
     let before = desired(&bs);
     let h = harness(caches, vec![]);
+    chain_synced(&h, &bs);
     h.reconcile(&bs).await.unwrap();
     let bs = with_written_status(bs, &h.take_calls());
 
@@ -469,5 +530,155 @@ async fn with_prometheus_operator_the_monitors_are_applied_after_the_workloads()
             "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/dev-electrs",
             "PATCH /apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors/dev-redis",
         ]
+    );
+}
+
+#[tokio::test]
+async fn the_api_starts_serving_once_database_and_cache_are_ready_and_keeps_serving() {
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    // Everything exists, the API held at zero.
+    for child in desired_gated(&bs) {
+        writers.put(&child, true);
+    }
+    for secret in [
+        "dev-bitcoind-rpc",
+        "dev-postgres-credentials",
+        "dev-redis-credentials",
+        "dev-grafana-credentials",
+    ] {
+        writers.put_secret(secret, "default");
+    }
+    let h = harness(caches, vec![]);
+    // The node is still in initial block download, but the database and the cache answer.
+    let mut chain = support::synced_observation(true);
+    chain.bitcoind.last.as_mut().unwrap().initial_block_download = true;
+    chain.bitcoind.last.as_mut().unwrap().headers = 900_000;
+    h.ctx
+        .poller
+        .publish(("default".into(), "dev".into()), chain);
+    h.reconcile(&bs).await.expect("reconciled");
+    let calls = h.take_calls();
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("PATCH {}", path(ChildKind::Deployment, "dev-api")),
+            format!("PATCH {}", status_path("dev"))
+        ]
+    );
+    assert_eq!(
+        calls[0].body["spec"]["replicas"], 1,
+        "spec.api.replicas of the example"
+    );
+    let status = &calls[1].body["status"];
+    assert_eq!(status["phase"], "Provisioning", "the API is scaling up");
+    assert_eq!(status["chain"]["initialBlockDownload"], true);
+
+    // Once the API runs, only the chain is missing: Syncing.
+    let bs = with_written_status(bs, &calls);
+    let api = desired(&bs)
+        .into_iter()
+        .find(|c| c.name() == "dev-api" && c.kind() == ChildKind::Deployment)
+        .unwrap();
+    writers.put(&api, true);
+    h.reconcile(&bs).await.expect("reconciled");
+    let calls = h.take_calls();
+    assert_eq!(lines(&calls), [format!("PATCH {}", status_path("dev"))]);
+    let status = &calls[0].body["status"];
+    assert_eq!(status["phase"], "Syncing");
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["message"], "waiting for ChainSynced, IndexSynced");
+}
+
+#[tokio::test]
+async fn chain_sync_and_an_unreachable_service_are_reported_once_as_events() {
+    use blocksight_operator::chain::UNREACHABLE_AFTER;
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    writers.converge(&bs, true);
+    let h = harness(caches, vec![]);
+    let key = ("default".to_owned(), "dev".to_owned());
+    let mut chain = support::synced_observation(true);
+    chain.bitcoind.last.as_mut().unwrap().initial_block_download = true;
+    h.ctx.poller.publish(key.clone(), chain.clone());
+    h.reconcile(&bs).await.unwrap();
+    let bs = with_written_status(bs, &h.take_calls());
+
+    // IBD completes: status and one Normal ChainSynced event (and Ready).
+    h.ctx
+        .poller
+        .publish(key.clone(), support::synced_observation(true));
+    h.reconcile(&bs).await.unwrap();
+    let calls = h.take_calls();
+    let reasons: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.line().ends_with("/events"))
+        .map(|c| c.body["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["Ready", "ChainSynced", "IndexSynced"],
+        "electrs follows once the chain is synced"
+    );
+    let bs = with_written_status(bs, &calls);
+
+    // Redis stops answering for several polls: Degraded, CacheReady Unknown, a Warning.
+    let mut chain = support::synced_observation(true);
+    for _ in 0..UNREACHABLE_AFTER {
+        chain
+            .redis
+            .record(Err("unreachable: connection refused".into()));
+    }
+    h.ctx.poller.publish(key.clone(), chain);
+    h.reconcile(&bs).await.unwrap();
+    let calls = h.take_calls();
+    let status = &calls
+        .iter()
+        .find(|c| c.line().ends_with("/status"))
+        .unwrap()
+        .body["status"];
+    assert_eq!(status["phase"], "Degraded");
+    let cache = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "CacheReady")
+        .unwrap();
+    assert_eq!(
+        (cache["status"].as_str(), cache["reason"].as_str()),
+        (Some("Unknown"), Some("Unreachable"))
+    );
+    let warnings: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.line().ends_with("/events") && c.body["type"] == "Warning")
+        .map(|c| c.body["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warnings,
+        ["ServiceUnreachable"],
+        "one Warning, though CacheReady and Degraded both flipped"
+    );
+    let warning = calls
+        .iter()
+        .find(|c| c.line().ends_with("/events") && c.body["type"] == "Warning")
+        .unwrap();
+    assert!(
+        warning.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{}",
+        warning.body
+    );
+    // The API keeps serving through the outage.
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.line() == format!("PATCH {}", path(ChildKind::Deployment, "dev-api")))
     );
 }

@@ -70,6 +70,7 @@ fn operator(namespace: &str) -> tokio::task::JoinHandle<()> {
         lease_namespace: namespace.into(),
         identity: "e2e".into(),
         settings: BuildSettings::default(),
+        probe_interval: Duration::from_secs(10),
     };
     tokio::spawn(async move {
         run(config).await.expect("operator ran");

@@ -45,6 +45,64 @@ diff -r "$tmp" crds/
 diff -r crds/ charts/blocksight-operator/crds/
 rm -rf "$tmp"
 
+# --- BEGIN probe test services (tests/probes.rs) -------------------------------------------
+# Throwaway PostgreSQL and Redis on 127.0.0.1, free ports, password auth, stopped on exit.
+# Skipped when BLOCKSIGHT_TEST_POSTGRES_URL and BLOCKSIGHT_TEST_REDIS_URL are already set
+# (e.g. CI service containers). PostgreSQL refuses to run as root, so as root it runs as the
+# `postgres` user the Debian package creates.
+step "PostgreSQL and Redis for the probe tests"
+if [ -z "${BLOCKSIGHT_TEST_POSTGRES_URL:-}" ] || [ -z "${BLOCKSIGHT_TEST_REDIS_URL:-}" ]; then
+  need_apt=()
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+  command -v redis-server >/dev/null || need_apt+=(redis-server)
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  fi
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  services_dir=$(mktemp -d)
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$services_dir"
+    as_pg=(runuser -u postgres --)
+  fi
+  pg_port=$(free_port)
+  pg_password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  redis_port=$(free_port)
+  redis_password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  stop_test_services() {
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$services_dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
+    local redis_pid
+    redis_pid=$(cat "$services_dir/redis.pid" 2>/dev/null || true)
+    if [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null; then
+      # Redis logs its shutdown; remove the folder only once it is gone.
+      for _ in $(seq 50); do kill -0 "$redis_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -rf "$services_dir" || true
+  }
+  trap stop_test_services EXIT
+  "${as_pg[@]}" sh -c "umask 077; printf '%s\n' '$pg_password' > '$services_dir/pgpass'"
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$services_dir/pgdata" -U postgres --pwfile="$services_dir/pgpass" \
+    --auth=scram-sha-256 --no-locale -E UTF8 --no-sync >/dev/null
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$services_dir/pgdata" -l "$services_dir/postgres.log" -w start \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $services_dir -c fsync=off" >/dev/null
+  redis-server --bind 127.0.0.1 --port "$redis_port" --requirepass "$redis_password" --save '' \
+    --appendonly no --daemonize yes --dir "$services_dir" --pidfile "$services_dir/redis.pid" \
+    --logfile "$services_dir/redis.log"
+  for _ in $(seq 50); do
+    redis-cli -p "$redis_port" --no-auth-warning -a "$redis_password" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  export BLOCKSIGHT_TEST_POSTGRES_URL="postgres://postgres:$pg_password@127.0.0.1:$pg_port/postgres"
+  export BLOCKSIGHT_TEST_REDIS_URL="redis://:$redis_password@127.0.0.1:$redis_port/0"
+  echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port"
+else
+  echo "using the servers in BLOCKSIGHT_TEST_POSTGRES_URL and BLOCKSIGHT_TEST_REDIS_URL"
+fi
+# --- END probe test services --------------------------------------------------------------
+
 step "cargo test (unit, builders, controller against a mock API server)"
 CI=true cargo test --locked --all-targets
 

@@ -103,8 +103,11 @@ pub fn environment(bs: &ValidBlockSight) -> Vec<EnvVar> {
     env
 }
 
-pub fn build(bs: &ValidBlockSight) -> Vec<Child> {
+pub fn build(bs: &ValidBlockSight, gates: super::Gates) -> Vec<Child> {
     let api = &bs.api;
+    // Held at zero replicas, without its autoscaler (which cannot scale from zero), until the
+    // database and cache are ready.
+    let autoscaling = api.autoscaling.as_ref().filter(|_| gates.api_serving);
     let name = Component::Api.child_name(bs);
     let container = Container {
         env: Some(environment(bs)),
@@ -140,7 +143,11 @@ pub fn build(bs: &ValidBlockSight) -> Vec<Child> {
         metadata: meta::owned(bs, Component::Api, name.clone()),
         spec: DeploymentSpec {
             // Under autoscaling the HPA owns the replica count; applying one would fight it.
-            replicas: api.autoscaling.is_none().then_some(api.replicas),
+            replicas: if !gates.api_serving {
+                Some(0)
+            } else {
+                autoscaling.is_none().then_some(api.replicas)
+            },
             selector: meta::selector(bs, Component::Api),
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_owned()),
@@ -178,7 +185,7 @@ pub fn build(bs: &ValidBlockSight) -> Vec<Child> {
             ..Default::default()
         }),
     ];
-    if let Some(scaling) = &api.autoscaling {
+    if let Some(scaling) = autoscaling {
         children.push(Child::HorizontalPodAutoscaler(HorizontalPodAutoscaler {
             metadata: meta::owned(bs, Component::Api, name.clone()),
             spec: HorizontalPodAutoscalerSpec {

@@ -203,9 +203,25 @@ pub struct Desired {
     pub children: Vec<Child>,
 }
 
+/// What the cluster's state holds back. The API serves (its replicas leave zero) only once
+/// its database and cache are ready; `render` previews the serving state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gates {
+    pub api_serving: bool,
+}
+
+impl Gates {
+    pub const OPEN: Gates = Gates { api_serving: true };
+}
+
+/// Build every child of `bs`, gates open (what `render` shows).
+pub fn build(bs: &ValidBlockSight, settings: &BuildSettings) -> Desired {
+    build_gated(bs, settings, Gates::OPEN)
+}
+
 /// Build every child of `bs`. Pure and deterministic: the same input always gives the same
 /// objects, byte for byte (argument lists in fixed order, maps sorted).
-pub fn build(bs: &ValidBlockSight, settings: &BuildSettings) -> Desired {
+pub fn build_gated(bs: &ValidBlockSight, settings: &BuildSettings, gates: Gates) -> Desired {
     let mut children = Vec::new();
     children.extend(bitcoind::build(bs));
     if let Some(electrs) = &bs.electrs {
@@ -213,7 +229,7 @@ pub fn build(bs: &ValidBlockSight, settings: &BuildSettings) -> Desired {
     }
     children.extend(postgres::build(bs));
     children.extend(redis::build(bs));
-    children.extend(api::build(bs));
+    children.extend(api::build(bs, gates));
     if let Some(prometheus) = &bs.prometheus {
         children.extend(prometheus::build(bs, prometheus, settings));
     }

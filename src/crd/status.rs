@@ -16,7 +16,8 @@ pub struct BlockSightStatus {
     /// Summary of the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Ready, Progressing, Degraded, Paused, InvalidSpec (each with observedGeneration).
+    /// Ready, Progressing, Degraded, Paused, InvalidSpec, ChainSynced, IndexSynced,
+    /// DatabaseReady, CacheReady (each with observedGeneration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Per component (bitcoind, electrs, postgres, redis, api, prometheus, grafana).
@@ -25,6 +26,33 @@ pub struct BlockSightStatus {
     /// Chain state reported by bitcoind (filled by the chain probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainStatus>,
+    /// electrs' index, from the Electrum protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub electrs: Option<ElectrsStatus>,
+    /// The application database, as PostgreSQL reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseStatus>,
+}
+
+/// electrs' index.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElectrsStatus {
+    /// Height of the newest block electrs has indexed.
+    pub indexed_height: u64,
+    /// Blocks the index is behind bitcoind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_blocks: Option<u64>,
+}
+
+/// The application database.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// PostgreSQL server version.
+    pub version: String,
+    /// Size of the application database.
+    pub size_bytes: u64,
 }
 
 /// Lifecycle phase of a BlockSight.

@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Caches {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Whole objects: the chain probes read credentials from here.
+    pub secrets: Store<Secret>,
     pub services: Store<PartialObjectMeta<Service>>,
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
@@ -208,6 +209,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: BuildSettings,
     pub recent_writes: RecentWrites,
+    /// The chain probes: one loop per BlockSight, and what they last published.
+    pub poller: Arc<crate::chain::poller::Poller>,
     /// Consecutive failures per (namespace, name), for the retry backoff.
     pub failures: Mutex<HashMap<(String, String), u32>>,
 }

@@ -31,6 +31,8 @@ pub use context::{Caches, Context, RecentWrites};
 pub use error::Error;
 
 use crate::build::{self, secrets};
+use crate::chain::Observation;
+use crate::chain::poller::ProbePlan;
 use crate::crd::{BlockSight, BlockSightStatus};
 use crate::validate;
 use status::Outcome;
@@ -59,44 +61,42 @@ pub async fn reconcile(
     }
     let _timer = ctx.metrics.reconcile_timer();
     let (namespace, name) = (bs.namespace().unwrap_or_default(), bs.name_any());
+    let key = (namespace.clone(), name.clone());
     if bs.meta().deletion_timestamp.is_some() {
         // Children go with their owner reference; PVCs and credentials follow deletionPolicy.
+        ctx.poller.stop(&key);
         ctx.metrics.forget_instance(&namespace, &name);
         return Ok(Action::await_change());
     }
 
+    let mut observation = None;
     let (outcome, error) = match validate::validate(bs) {
         Err(invalid) => (
             Outcome::Invalid(invalid.clone()),
             Some(Error::InvalidSpec(invalid)),
         ),
-        Ok(valid) if valid.paused => (Outcome::Paused, None),
         Ok(valid) => {
-            let desired = build::build(&valid, &ctx.settings);
-            let result = apply_all(&ctx, bs, &valid, &desired).await;
-            let workloads = status::observe(
-                &desired.children,
-                |n| ctx.caches.stateful_set(&namespace, n),
-                |n| ctx.caches.deployment(&namespace, n),
-            );
-            match result {
-                Ok(()) => (
-                    Outcome::Applied {
-                        workloads,
-                        failure: None,
-                    },
-                    None,
-                ),
-                Err(e) => {
-                    let failure = Some((e.reason().to_owned(), e.to_string()));
-                    (Outcome::Applied { workloads, failure }, Some(e))
-                }
-            }
+            // The chain probes run beside the controller; here we only read what they found.
+            ctx.poller.ensure(ProbePlan::for_blocksight(&valid));
+            let observed = ctx
+                .poller
+                .observation(&key)
+                .unwrap_or_else(|| Observation::initial(&valid));
+            let outcome = if valid.paused {
+                (Outcome::Paused, None)
+            } else {
+                apply_pipeline(&ctx, bs, &valid, &observed).await
+            };
+            observation = Some(observed);
+            outcome
         }
     };
 
     let previous = bs.status.as_ref();
-    let new_status = status::compute(previous, bs.meta().generation, &outcome, now());
+    let chain = observation
+        .as_ref()
+        .filter(|_| matches!(outcome, Outcome::Applied { .. }));
+    let new_status = status::compute(previous, bs.meta().generation, &outcome, chain, now());
     if previous != Some(&new_status) {
         let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
         status::write(&api, &name, &new_status).await?;
@@ -119,6 +119,44 @@ pub async fn reconcile(
         None => {
             ctx.clear_failures(&namespace, &name);
             Ok(Action::requeue(RESYNC))
+        }
+    }
+}
+
+/// Build with the API gate from what the probes found, apply, and observe the workloads.
+async fn apply_pipeline(
+    ctx: &Context,
+    bs: &BlockSight,
+    valid: &validate::ValidBlockSight,
+    observed: &Observation,
+) -> (Outcome, Option<Error>) {
+    let namespace = &valid.namespace;
+    // Once serving, the API keeps serving: a database hiccup must not scale it to zero.
+    let serving = ctx
+        .caches
+        .deployment(namespace, &build::Component::Api.child_name(valid))
+        .is_some_and(|d| d.spec.replicas.unwrap_or(1) > 0);
+    let gates = build::Gates {
+        api_serving: serving || (observed.database_ready() && observed.cache_ready()),
+    };
+    let desired = build::build_gated(valid, &ctx.settings, gates);
+    let result = apply_all(ctx, bs, valid, &desired).await;
+    let workloads = status::observe(
+        &desired.children,
+        |n| ctx.caches.stateful_set(namespace, n),
+        |n| ctx.caches.deployment(namespace, n),
+    );
+    match result {
+        Ok(()) => (
+            Outcome::Applied {
+                workloads,
+                failure: None,
+            },
+            None,
+        ),
+        Err(e) => {
+            let failure = Some((e.reason().to_owned(), e.to_string()));
+            (Outcome::Applied { workloads, failure }, Some(e))
         }
     }
 }
@@ -184,6 +222,25 @@ async fn publish_transitions(
         let (_, note) = message(status::INVALID_SPEC).unwrap_or_default();
         events.push((EventType::Warning, "InvalidSpec".to_owned(), note));
     }
+    // A service that stays unreachable for several polls (its condition turns Unknown with
+    // reason Unreachable).
+    for kind in [
+        crate::chain::CHAIN_SYNCED,
+        crate::chain::INDEX_SYNCED,
+        crate::chain::DATABASE_READY,
+        crate::chain::CACHE_READY,
+    ] {
+        let reason_of = |s: Option<&BlockSightStatus>| {
+            s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+                .map(|c| c.reason.clone())
+        };
+        if reason_of(Some(new)).as_deref() == Some("Unreachable")
+            && reason_of(old).as_deref() != Some("Unreachable")
+        {
+            let (_, note) = message(kind).unwrap_or_default();
+            events.push((EventType::Warning, "ServiceUnreachable".to_owned(), note));
+        }
+    }
     if flipped_on(status::DEGRADED) {
         let (reason, note) = message(status::DEGRADED).unwrap_or_default();
         events.push((EventType::Warning, reason, note));
@@ -210,6 +267,18 @@ async fn publish_transitions(
             "spec.paused is false again".to_owned(),
         ));
     }
+    for (kind, reason) in [
+        (crate::chain::CHAIN_SYNCED, "ChainSynced"),
+        (crate::chain::INDEX_SYNCED, "IndexSynced"),
+    ] {
+        if flipped_on(kind) && message(kind).is_some_and(|(r, _)| r == "Synced") {
+            let (_, note) = message(kind).unwrap_or_default();
+            events.push((EventType::Normal, reason.to_owned(), note));
+        }
+    }
+    // One event per reason: an unreachable service flips its condition and Degraded together.
+    let mut seen = std::collections::BTreeSet::new();
+    events.retain(|(type_, reason, _)| seen.insert((*type_ == EventType::Warning, reason.clone())));
     let reference = bs.object_ref(&());
     for (type_, reason, note) in events {
         let event = Event {

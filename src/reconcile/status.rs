@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::error::StatusError;
 use crate::build::{Child, FIELD_MANAGER};
+use crate::chain::{CACHE_READY, CHAIN_SYNCED, DATABASE_READY, INDEX_SYNCED, Observation};
 use crate::crd::{BlockSight, BlockSightStatus, ComponentStatus, Phase};
 use crate::validate::InvalidSpec;
 
@@ -139,17 +140,19 @@ fn condition(
     }
 }
 
-/// The status for `outcome`. `previous` keeps each condition's lastTransitionTime unless its
-/// status flips, so an unchanged cluster yields an identical status (and no write).
+/// The status for `outcome` and what the chain probes last published (`chain`; None when
+/// the spec could not be validated). `previous` keeps each condition's lastTransitionTime
+/// unless its status flips, so an unchanged cluster yields an identical status (and no write).
 pub fn compute(
     previous: Option<&BlockSightStatus>,
     generation: Option<i64>,
     outcome: &Outcome,
+    chain: Option<&Observation>,
     now: Time,
 ) -> BlockSightStatus {
     let previous_components = previous.map(|p| &p.components);
     let mut components = BTreeMap::new();
-    let (phase, conditions) = match outcome {
+    let (phase, mut conditions) = match outcome {
         Outcome::Invalid(invalid) => (
             Phase::Pending,
             vec![
@@ -228,7 +231,23 @@ pub fn compute(
                     )
                 })
                 .collect();
-            let ready = not_ready.is_empty() && failure.is_none();
+            let lost_services = chain.map(Observation::lost_services).unwrap_or_default();
+            // What the chain and the data services still lack, by condition name.
+            let waiting: Vec<&str> = match chain {
+                None => vec![CHAIN_SYNCED, INDEX_SYNCED, DATABASE_READY, CACHE_READY],
+                Some(o) => [
+                    (CHAIN_SYNCED, o.chain_synced()),
+                    (INDEX_SYNCED, o.index_synced()),
+                    (DATABASE_READY, o.database_ready()),
+                    (CACHE_READY, o.cache_ready()),
+                ]
+                .into_iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(name, _)| name)
+                .collect(),
+            };
+            let rolled_out = not_ready.is_empty();
+            let ready = rolled_out && waiting.is_empty() && failure.is_none();
             let degraded = match failure {
                 Some((reason, message)) => {
                     condition(DEGRADED, true, reason, message.clone(), generation, &now)
@@ -241,6 +260,14 @@ pub fn compute(
                     generation,
                     &now,
                 ),
+                None if !lost_services.is_empty() => condition(
+                    DEGRADED,
+                    true,
+                    "ServiceUnreachable",
+                    format!("stopped answering: {}", lost_services.join(", ")),
+                    generation,
+                    &now,
+                ),
                 None => condition(
                     DEGRADED,
                     false,
@@ -250,55 +277,65 @@ pub fn compute(
                     &now,
                 ),
             };
-            let is_degraded = degraded.status == "True";
-            let phase = if is_degraded {
+            let phase = if degraded.status == "True" {
                 Phase::Degraded
             } else if ready {
                 Phase::Ready
+            } else if rolled_out {
+                Phase::Syncing
             } else {
                 Phase::Provisioning
+            };
+            let (ready_condition, progressing) = if ready {
+                (
+                    condition(
+                        READY,
+                        true,
+                        "AllComponentsReady",
+                        "every component is rolled out, synced and ready".into(),
+                        generation,
+                        &now,
+                    ),
+                    condition(
+                        PROGRESSING,
+                        false,
+                        "Complete",
+                        String::new(),
+                        generation,
+                        &now,
+                    ),
+                )
+            } else if !rolled_out {
+                (
+                    condition(
+                        READY,
+                        false,
+                        "ComponentsNotReady",
+                        not_ready.join(", "),
+                        generation,
+                        &now,
+                    ),
+                    condition(
+                        PROGRESSING,
+                        true,
+                        "RollingOut",
+                        not_ready.join(", "),
+                        generation,
+                        &now,
+                    ),
+                )
+            } else {
+                let message = format!("waiting for {}", waiting.join(", "));
+                (
+                    condition(READY, false, "Syncing", message.clone(), generation, &now),
+                    condition(PROGRESSING, true, "Syncing", message, generation, &now),
+                )
             };
             (
                 phase,
                 vec![
-                    if ready {
-                        condition(
-                            READY,
-                            true,
-                            "AllComponentsReady",
-                            "every component is rolled out and ready".into(),
-                            generation,
-                            &now,
-                        )
-                    } else {
-                        condition(
-                            READY,
-                            false,
-                            "ComponentsNotReady",
-                            not_ready.join(", "),
-                            generation,
-                            &now,
-                        )
-                    },
-                    if ready {
-                        condition(
-                            PROGRESSING,
-                            false,
-                            "Complete",
-                            String::new(),
-                            generation,
-                            &now,
-                        )
-                    } else {
-                        condition(
-                            PROGRESSING,
-                            true,
-                            "RollingOut",
-                            not_ready.join(", "),
-                            generation,
-                            &now,
-                        )
-                    },
+                    ready_condition,
+                    progressing,
                     degraded,
                     condition(PAUSED, false, "NotPaused", String::new(), generation, &now),
                     condition(
@@ -313,6 +350,9 @@ pub fn compute(
             )
         }
     };
+    if let Some(chain) = chain {
+        conditions.extend(chain.conditions(generation, &now));
+    }
     let conditions = conditions
         .into_iter()
         .map(|mut c| {
@@ -331,12 +371,17 @@ pub fn compute(
     {
         components = previous.clone();
     }
+    // Chain fields: the newest report, else the last known.
+    let (chain_status, electrs, database) =
+        chain.map(Observation::status_fields).unwrap_or_default();
     BlockSightStatus {
         observed_generation: generation,
         phase: Some(phase),
         conditions,
         components,
-        chain: previous.and_then(|p| p.chain.clone()),
+        chain: chain_status.or_else(|| previous.and_then(|p| p.chain.clone())),
+        electrs: electrs.or_else(|| previous.and_then(|p| p.electrs.clone())),
+        database: database.or_else(|| previous.and_then(|p| p.database.clone())),
     }
 }
 
@@ -373,10 +418,52 @@ pub async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::ServiceState;
+    use crate::probe::{BitcoindReport, ElectrsReport, PostgresReport, RedisReport};
     use crate::validate::FieldError;
 
     fn at(seconds: i64) -> Time {
         Time(jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn up<T>(report: T) -> ServiceState<T> {
+        let mut state = ServiceState::default();
+        state.record(Ok(report));
+        state
+    }
+
+    fn bitcoind(blocks: u64, headers: u64, ibd: bool) -> BitcoindReport {
+        BitcoindReport {
+            blocks,
+            headers,
+            verification_progress: blocks as f64 / headers as f64,
+            initial_block_download: ibd,
+            size_on_disk_bytes: 1,
+            pruned: false,
+            tip_time: 0,
+            version: "/Satoshi:28.1.0/".into(),
+            peers: 8,
+            txindex_synced: Some(!ibd),
+            mempool_transactions: 0,
+        }
+    }
+
+    /// Every service up, chain and index synced.
+    fn synced() -> Observation {
+        Observation {
+            bitcoind: up(bitcoind(100, 100, false)),
+            electrs: Some(up(ElectrsReport {
+                indexed_height: 100,
+            })),
+            postgres: up(PostgresReport {
+                version: "17.2".into(),
+                database_size_bytes: 1,
+            }),
+            redis: up(RedisReport {
+                used_memory_bytes: 1,
+            }),
+            database_bootstrapped: true,
+        }
     }
 
     fn workload(component: &str, desired: i32, ready: i32, rolled_out: bool) -> WorkloadState {
@@ -402,19 +489,23 @@ mod tests {
     }
 
     #[test]
-    fn ready_when_every_workload_is_rolled_out_and_ready() {
-        let s = compute(
-            None,
-            Some(3),
-            &applied(vec![
-                workload("bitcoind", 1, 1, true),
-                workload("api", 2, 2, true),
-            ]),
-            at(10),
-        );
+    fn ready_when_every_workload_is_ready_and_the_chain_is_synced() {
+        let outcome = applied(vec![
+            workload("bitcoind", 1, 1, true),
+            workload("api", 2, 2, true),
+        ]);
+        let s = compute(None, Some(3), &outcome, Some(&synced()), at(10));
         assert_eq!(s.phase, Some(Phase::Ready));
         assert_eq!(s.observed_generation, Some(3));
-        assert_eq!(get(&s, READY).status, "True");
+        for kind in [
+            READY,
+            CHAIN_SYNCED,
+            INDEX_SYNCED,
+            DATABASE_READY,
+            CACHE_READY,
+        ] {
+            assert_eq!(get(&s, kind).status, "True", "{kind}");
+        }
         assert_eq!(get(&s, PROGRESSING).status, "False");
         assert!(
             s.conditions
@@ -429,19 +520,74 @@ mod tests {
                 image: "img:1".into()
             }
         );
+        assert_eq!(s.chain.as_ref().unwrap().blocks, 100);
+        assert_eq!(s.electrs.as_ref().unwrap().lag_blocks, Some(0));
+        assert_eq!(s.database.as_ref().unwrap().version, "17.2");
+    }
+
+    #[test]
+    fn syncing_while_the_chain_or_the_index_catches_up() {
+        let mut chain = synced();
+        chain.bitcoind = up(bitcoind(500, 800_000, true));
+        let s = compute(
+            None,
+            Some(1),
+            &applied(vec![workload("bitcoind", 1, 1, true)]),
+            Some(&chain),
+            at(10),
+        );
+        assert_eq!(s.phase, Some(Phase::Syncing));
+        assert_eq!(get(&s, CHAIN_SYNCED).status, "False");
+        assert_eq!(get(&s, CHAIN_SYNCED).reason, "InitialBlockDownload");
+        assert_eq!(
+            get(&s, READY).message,
+            "waiting for ChainSynced, IndexSynced"
+        );
+
+        let mut chain = synced();
+        chain.electrs = Some(up(ElectrsReport { indexed_height: 90 }));
+        let s = compute(None, Some(1), &applied(vec![]), Some(&chain), at(10));
+        assert_eq!(s.phase, Some(Phase::Syncing));
+        assert_eq!(get(&s, INDEX_SYNCED).message, "10 blocks behind bitcoind");
+    }
+
+    #[test]
+    fn a_probe_that_cannot_answer_makes_its_condition_unknown_with_the_error() {
+        let mut chain = synced();
+        chain.redis = ServiceState::default();
+        chain.redis.record(Err("connection refused".into()));
+        let s = compute(None, Some(1), &applied(vec![]), Some(&chain), at(10));
+        assert_eq!(get(&s, CACHE_READY).status, "Unknown");
+        assert!(get(&s, CACHE_READY).message.contains("connection refused"));
+        assert_eq!(
+            s.phase,
+            Some(Phase::Syncing),
+            "never answered: not degraded yet"
+        );
+
+        // A service that was up and stays unreachable for several polls: Degraded.
+        let mut chain = synced();
+        for _ in 0..crate::chain::UNREACHABLE_AFTER {
+            chain.postgres.record(Err("timeout".into()));
+        }
+        let s = compute(None, Some(1), &applied(vec![]), Some(&chain), at(10));
+        assert_eq!(s.phase, Some(Phase::Degraded));
+        assert_eq!(get(&s, DEGRADED).reason, "ServiceUnreachable");
+        assert_eq!(get(&s, DATABASE_READY).reason, "Unreachable");
+        assert_eq!(
+            s.database.as_ref().unwrap().version,
+            "17.2",
+            "last known state kept"
+        );
     }
 
     #[test]
     fn provisioning_names_what_is_not_ready() {
-        let s = compute(
-            None,
-            Some(1),
-            &applied(vec![
-                workload("bitcoind", 1, 0, true),
-                workload("api", 2, 2, false),
-            ]),
-            at(10),
-        );
+        let outcome = applied(vec![
+            workload("bitcoind", 1, 0, true),
+            workload("api", 2, 2, false),
+        ]);
+        let s = compute(None, Some(1), &outcome, Some(&synced()), at(10));
         assert_eq!(s.phase, Some(Phase::Provisioning));
         assert_eq!(get(&s, READY).message, "bitcoind 0/1 ready, api 2/2 ready");
         assert_eq!(get(&s, PROGRESSING).status, "True");
@@ -451,16 +597,12 @@ mod tests {
     #[test]
     fn an_unchanged_outcome_yields_an_identical_status_and_transitions_keep_their_time() {
         let outcome = applied(vec![workload("bitcoind", 1, 1, true)]);
-        let first = compute(None, Some(1), &outcome, at(10));
-        let again = compute(Some(&first), Some(1), &outcome, at(99));
+        let first = compute(None, Some(1), &outcome, Some(&synced()), at(10));
+        let again = compute(Some(&first), Some(1), &outcome, Some(&synced()), at(99));
         assert_eq!(again, first, "no write when nothing changed");
 
-        let degraded = compute(
-            Some(&first),
-            Some(1),
-            &applied(vec![workload("bitcoind", 1, 0, true)]),
-            at(50),
-        );
+        let lost = applied(vec![workload("bitcoind", 1, 0, true)]);
+        let degraded = compute(Some(&first), Some(1), &lost, Some(&synced()), at(50));
         assert_eq!(
             get(&degraded, READY).last_transition_time,
             at(50),
@@ -475,16 +617,19 @@ mod tests {
 
     #[test]
     fn losing_replicas_after_being_ready_is_degraded_but_a_rollout_is_not() {
+        let chain = synced();
         let ready = compute(
             None,
             Some(1),
             &applied(vec![workload("postgres", 1, 1, true)]),
+            Some(&chain),
             at(10),
         );
         let lost = compute(
             Some(&ready),
             Some(1),
             &applied(vec![workload("postgres", 1, 0, true)]),
+            Some(&chain),
             at(20),
         );
         assert_eq!(lost.phase, Some(Phase::Degraded));
@@ -493,6 +638,7 @@ mod tests {
             Some(&ready),
             Some(2),
             &applied(vec![workload("postgres", 1, 0, false)]),
+            Some(&chain),
             at(20),
         );
         assert_eq!(rolling.phase, Some(Phase::Provisioning));
@@ -504,7 +650,7 @@ mod tests {
             workloads: vec![],
             failure: Some(("ApplyFailed".into(), "boom".into())),
         };
-        let s = compute(None, Some(1), &failed, at(1));
+        let s = compute(None, Some(1), &failed, Some(&synced()), at(1));
         assert_eq!(
             (s.phase, get(&s, DEGRADED).reason.as_str()),
             (Some(Phase::Degraded), "ApplyFailed")
@@ -514,21 +660,29 @@ mod tests {
             None,
             Some(1),
             &applied(vec![workload("api", 1, 1, true)]),
+            Some(&synced()),
             at(1),
         );
         let invalid = InvalidSpec(vec![FieldError {
             field: "spec.x".into(),
             reason: "bad".into(),
         }]);
-        let s = compute(Some(&ready), Some(2), &Outcome::Invalid(invalid), at(2));
+        let s = compute(
+            Some(&ready),
+            Some(2),
+            &Outcome::Invalid(invalid),
+            None,
+            at(2),
+        );
         assert_eq!(s.phase, Some(Phase::Pending));
         assert_eq!(get(&s, INVALID_SPEC).message, "spec.x: bad");
         assert_eq!(
             s.components, ready.components,
             "the last known component state is kept"
         );
+        assert_eq!(s.chain, ready.chain);
 
-        let s = compute(Some(&ready), Some(3), &Outcome::Paused, at(3));
+        let s = compute(Some(&ready), Some(3), &Outcome::Paused, None, at(3));
         assert_eq!(s.phase, Some(Phase::Paused));
         assert_eq!(get(&s, PAUSED).status, "True");
     }

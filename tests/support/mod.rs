@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use blocksight_operator::build::{self, BuildSettings, Child, FIELD_MANAGER};
+use blocksight_operator::chain::poller::Poller;
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::metrics::Metrics;
 use blocksight_operator::reconcile::context::empty_monitor_store;
@@ -123,7 +124,7 @@ fn with_server_fields(mut object: Value) -> Value {
 /// Writers of the controller's caches, to put objects in them.
 pub struct CacheWriters {
     pub config_maps: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>,
-    pub secrets: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>,
+    pub secrets: Writer<k8s_openapi::api::core::v1::Secret>,
     pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
@@ -268,13 +269,16 @@ impl CacheWriters {
     }
 
     pub fn put_secret(&mut self, name: &str, namespace: &str) {
-        let meta = ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         self.secrets
-            .apply_watcher_event(&watcher::Event::Apply(partial(meta)));
+            .apply_watcher_event(&watcher::Event::Apply(secret));
     }
 
     /// Everything `bs` needs, as if a previous reconcile had applied it.
@@ -324,6 +328,7 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
         faults.clone(),
         primary.clone(),
     ));
+    let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches,
@@ -334,10 +339,11 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
                 instance: Some("test".into()),
             },
         ),
-        metrics: Arc::new(Metrics::new()),
+        metrics: metrics.clone(),
         settings: BuildSettings::default(),
         recent_writes: RecentWrites::default(),
         failures: Default::default(),
+        poller: Arc::new(Poller::manual(metrics.clone())),
     });
     Harness {
         ctx,
@@ -377,4 +383,43 @@ pub fn caches_like(bs: &BlockSight) -> Caches {
     // The writers must outlive the caches' readiness; leaking them in a test is harmless.
     std::mem::forget(writers);
     caches
+}
+
+/// What the chain probes publish when every service is up and synced.
+pub fn synced_observation(electrs: bool) -> blocksight_operator::chain::Observation {
+    use blocksight_operator::chain::{Observation, ServiceState};
+    use blocksight_operator::probe::{BitcoindReport, ElectrsReport, PostgresReport, RedisReport};
+    fn up<T>(report: T) -> ServiceState<T> {
+        let mut state = ServiceState::default();
+        state.record(Ok(report));
+        state
+    }
+    Observation {
+        bitcoind: up(BitcoindReport {
+            blocks: 200,
+            headers: 200,
+            verification_progress: 1.0,
+            initial_block_download: false,
+            size_on_disk_bytes: 1_000_000,
+            pruned: false,
+            tip_time: 1_700_000_000,
+            version: "/Satoshi:28.1.0/".into(),
+            peers: 0,
+            txindex_synced: Some(true),
+            mempool_transactions: 0,
+        }),
+        electrs: electrs.then(|| {
+            up(ElectrsReport {
+                indexed_height: 200,
+            })
+        }),
+        postgres: up(PostgresReport {
+            version: "17.2".into(),
+            database_size_bytes: 8_000_000,
+        }),
+        redis: up(RedisReport {
+            used_memory_bytes: 1_000_000,
+        }),
+        database_bootstrapped: true,
+    }
 }
