@@ -69,6 +69,13 @@ pub enum Command {
         /// How often each BlockSight's bitcoind, electrs, PostgreSQL and Redis are probed (jittered).
         #[arg(long, default_value = "30s", value_parser = parse_interval)]
         probe_interval: std::time::Duration,
+        /// How often a converged BlockSight is looked at again (from the watch caches, so it
+        /// costs no API request); benchmarks shorten it to simulate hours of steady state.
+        #[arg(long, default_value = "5m", value_parser = parse_interval)]
+        resync_interval: std::time::Duration,
+        /// Do not run the chain probes (benchmarks against a fake API server with no pods).
+        #[arg(long, hide = true)]
+        no_probes: bool,
     },
     /// Print every CRD of the project as multi-document YAML.
     Crd {
@@ -138,6 +145,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             identity,
             operator_metrics_target,
             probe_interval,
+            resync_interval,
+            no_probes,
         } => {
             init_logging(log_format);
             let config = RunConfig {
@@ -153,6 +162,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                     prometheus_operator_crds: false,
                 },
                 probe_interval,
+                resync_interval,
+                probes: !no_probes,
             };
             match run::run(config).await {
                 Ok(()) => Ok(0),

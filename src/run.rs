@@ -50,6 +50,10 @@ pub struct RunConfig {
     pub settings: BuildSettings,
     /// How often each BlockSight's services are probed.
     pub probe_interval: Duration,
+    /// How often a converged BlockSight is reconciled again.
+    pub resync_interval: Duration,
+    /// Run the chain probes (off only in benchmarks against a fake API server).
+    pub probes: bool,
 }
 
 /// Why the process stopped abnormally; each has its own exit code.
@@ -433,25 +437,29 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             }),
         );
     let primary = controller.store();
-    let poller = Arc::new(Poller::new(
-        PollSettings {
-            interval: config.probe_interval,
-            ..Default::default()
-        },
-        secret_reader(client.clone(), caches.secrets.clone()),
-        {
-            let primary = primary.clone();
-            Arc::new(move |(namespace, name): &(String, String)| {
-                primary
-                    .get(&ObjectRef::new(name).within(namespace))
-                    .is_some()
-            })
-        },
-        Arc::new(move |key: &(String, String)| {
-            let _ = request_reconcile.unbounded_send(key.clone());
-        }),
-        metrics.clone(),
-    ));
+    let poller = if !config.probes {
+        Arc::new(Poller::manual(metrics.clone()))
+    } else {
+        Arc::new(Poller::new(
+            PollSettings {
+                interval: config.probe_interval,
+                ..Default::default()
+            },
+            secret_reader(client.clone(), caches.secrets.clone()),
+            {
+                let primary = primary.clone();
+                Arc::new(move |(namespace, name): &(String, String)| {
+                    primary
+                        .get(&ObjectRef::new(name).within(namespace))
+                        .is_some()
+                })
+            },
+            Arc::new(move |key: &(String, String)| {
+                let _ = request_reconcile.unbounded_send(key.clone());
+            }),
+            metrics.clone(),
+        ))
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches: caches.clone(),
@@ -464,6 +472,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         recent_writes: RecentWrites::default(),
         failures: Default::default(),
         poller: poller.clone(),
+        resync: config.resync_interval,
     });
 
     {

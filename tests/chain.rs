@@ -95,6 +95,7 @@ fn start_setup(
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(2),
                 ibd_publish_interval: Duration::from_secs(3600),
+                max_concurrent_rounds: 4,
             },
             Arc::new(move |_ns, name| {
                 let data = secrets.get(&name).cloned();

@@ -71,6 +71,8 @@ fn operator(namespace: &str) -> tokio::task::JoinHandle<()> {
         identity: "e2e".into(),
         settings: BuildSettings::default(),
         probe_interval: Duration::from_secs(10),
+        resync_interval: Duration::from_secs(60),
+        probes: true,
     };
     tokio::spawn(async move {
         run(config).await.expect("operator ran");

@@ -121,6 +121,8 @@ pub struct PollSettings {
     pub timeout: Duration,
     /// How often IBD progress alone is published.
     pub ibd_publish_interval: Duration,
+    /// Probe rounds (of all BlockSights) running at once.
+    pub max_concurrent_rounds: usize,
 }
 
 impl Default for PollSettings {
@@ -129,12 +131,16 @@ impl Default for PollSettings {
             interval: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
             ibd_publish_interval: Duration::from_secs(300),
+            max_concurrent_rounds: 64,
         }
     }
 }
 
 struct Shared {
     settings: PollSettings,
+    /// Probe rounds in flight across every BlockSight: bounded, so thousands of BlockSights
+    /// do not open thousands of connections at once.
+    rounds: tokio::sync::Semaphore,
     published: Mutex<HashMap<Key, Observation>>,
     secrets: SecretReader,
     exists: Exists,
@@ -159,6 +165,7 @@ impl Poller {
         metrics: Arc<Metrics>,
     ) -> Self {
         let shared = Shared {
+            rounds: tokio::sync::Semaphore::new(settings.max_concurrent_rounds),
             settings,
             published: Mutex::default(),
             secrets,
@@ -265,7 +272,14 @@ async fn poll_loop(plan: ProbePlan, shared: Arc<Shared>, stop: CancellationToken
         if !(shared.exists)(&key) {
             break;
         }
-        poll_once(&plan, &shared, &mut observation).await;
+        {
+            let _permit = shared
+                .rounds
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            poll_once(&plan, &shared, &mut observation).await;
+        }
         record_metrics(&plan, &shared.metrics, &observation);
         let published = shared
             .published

@@ -209,6 +209,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: BuildSettings,
     pub recent_writes: RecentWrites,
+    /// How often a converged BlockSight is reconciled again.
+    pub resync: Duration,
     /// The chain probes: one loop per BlockSight, and what they last published.
     pub poller: Arc<crate::chain::poller::Poller>,
     /// Consecutive failures per (namespace, name), for the retry backoff.

@@ -37,7 +37,8 @@ use crate::crd::{BlockSight, BlockSightStatus};
 use crate::validate;
 use status::Outcome;
 
-/// How often a converged BlockSight is looked at again (from the caches: costs nothing).
+/// How often a converged BlockSight is looked at again by default (from the caches: costs
+/// nothing).
 pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// Reconcile one BlockSight. See the module documentation for the steps.
@@ -118,7 +119,7 @@ pub async fn reconcile(
         Some(e) => Err(e),
         None => {
             ctx.clear_failures(&namespace, &name);
-            Ok(Action::requeue(RESYNC))
+            Ok(Action::requeue(ctx.resync))
         }
     }
 }

@@ -344,6 +344,7 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
         recent_writes: RecentWrites::default(),
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
+        resync: std::time::Duration::from_secs(300),
     });
     Harness {
         ctx,
