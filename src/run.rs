@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::DeserializeGuard;
@@ -360,6 +360,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .reflect(writer)
         .touched_objects();
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
+    let (network_policies, network_policy_events) =
+        metadata_reflector::<NetworkPolicy>(&client, ns, &children);
     let (autoscalers, autoscaler_events) =
         metadata_reflector::<HorizontalPodAutoscaler>(&client, ns, &children);
     let (disruption_budgets, budget_events) =
@@ -404,6 +406,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         config_maps,
         secrets,
         services,
+        network_policies,
         stateful_sets,
         deployments,
         autoscalers,
@@ -423,6 +426,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(config_map_events)
         .owns_stream(secret_events)
         .owns_stream(service_events)
+        .owns_stream(network_policy_events)
         .owns_stream(stateful_set_events)
         .owns_stream(deployment_events)
         .owns_stream(autoscaler_events)

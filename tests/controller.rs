@@ -46,6 +46,7 @@ fn path(kind: ChildKind, name: &str) -> String {
     let (prefix, plural) = match kind {
         ChildKind::ConfigMap => ("/api/v1", "configmaps"),
         ChildKind::Service => ("/api/v1", "services"),
+        ChildKind::NetworkPolicy => ("/apis/networking.k8s.io/v1", "networkpolicies"),
         ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
         ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
         ChildKind::HorizontalPodAutoscaler => ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
@@ -135,11 +136,10 @@ async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_t
         .iter()
         .position(|c| c.kind() == ChildKind::StatefulSet)
         .unwrap();
-    assert!(
-        children[..first_workload]
-            .iter()
-            .all(|c| matches!(c.kind(), ChildKind::ConfigMap | ChildKind::Service))
-    );
+    assert!(children[..first_workload].iter().all(|c| matches!(
+        c.kind(),
+        ChildKind::ConfigMap | ChildKind::Service | ChildKind::NetworkPolicy
+    )));
 
     // Status: nothing is ready yet, with observedGeneration everywhere.
     let status_call = calls.last().unwrap();
@@ -330,7 +330,8 @@ async fn disabling_a_component_deletes_its_objects_and_updates_what_referenced_i
         .filter(|c| !before.contains(c))
         .map(|c| format!("PATCH {}", path(c.kind(), c.name())))
         .collect();
-    // The API loses ELECTRUM_URL and Prometheus its electrs job; nothing else changes.
+    // The API loses ELECTRUM_URL, Prometheus its electrs job, and the NetworkPolicies of
+    // bitcoind, the API and Prometheus their flows to and from electrs; nothing else changes.
     assert_eq!(
         changed,
         [
@@ -338,6 +339,9 @@ async fn disabling_a_component_deletes_its_objects_and_updates_what_referenced_i
                 "PATCH {}",
                 path(ChildKind::ConfigMap, "dev-prometheus-config")
             ),
+            format!("PATCH {}", path(ChildKind::NetworkPolicy, "dev-bitcoind")),
+            format!("PATCH {}", path(ChildKind::NetworkPolicy, "dev-api")),
+            format!("PATCH {}", path(ChildKind::NetworkPolicy, "dev-prometheus")),
             format!("PATCH {}", path(ChildKind::StatefulSet, "dev-prometheus")),
             format!("PATCH {}", path(ChildKind::Deployment, "dev-api")),
         ]
@@ -349,12 +353,20 @@ async fn disabling_a_component_deletes_its_objects_and_updates_what_referenced_i
     ));
     expected.push(format!(
         "DELETE {}",
+        path(ChildKind::NetworkPolicy, "dev-electrs")
+    ));
+    expected.push(format!(
+        "DELETE {}",
         path(ChildKind::StatefulSet, "dev-electrs")
     ));
     expected.push(format!("PATCH {}", status_path("dev")));
     assert_eq!(lines(&calls), expected);
     // Background deletion: the StatefulSet's PVCs follow its retention policy (deletionPolicy).
-    assert_eq!(calls[4].body["propagationPolicy"], "Background");
+    let delete = calls
+        .iter()
+        .find(|c| c.line() == format!("DELETE {}", path(ChildKind::StatefulSet, "dev-electrs")))
+        .unwrap();
+    assert_eq!(delete.body["propagationPolicy"], "Background");
     let status = &calls.last().unwrap().body["status"];
     assert_eq!(status["observedGeneration"], 2);
     assert!(status["components"].get("electrs").is_none());

@@ -524,6 +524,7 @@ fn the_operator_rbac_covers_every_kind_it_applies() {
         "HorizontalPodAutoscaler" => ("autoscaling", "horizontalpodautoscalers"),
         "PodDisruptionBudget" => ("policy", "poddisruptionbudgets"),
         "Ingress" => ("networking.k8s.io", "ingresses"),
+        "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
         other => panic!("unmapped kind {other}"),
     };
     let kinds: BTreeSet<String> = objects(MAINNET)

@@ -73,6 +73,8 @@ pub fn bitcoin_conf(bs: &ValidBlockSight) -> String {
         "# Managed by blocksight-operator; edits are overwritten.\n\
          chain={chain}\n\
          server=1\n\
+         # BlockSight reads the chain; no wallet means no keys to steal.\n\
+         disablewallet=1\n\
          printtoconsole=1\n\
          txindex={txindex}\n\
          prune={prune}\n\

@@ -7,6 +7,7 @@ pub mod electrs;
 pub mod grafana;
 pub mod meta;
 pub mod monitors;
+pub mod network_policy;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;
@@ -18,7 +19,7 @@ use std::fmt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::api::{DynamicObject, ObjectMeta};
@@ -64,6 +65,8 @@ impl Default for BuildSettings {
 pub enum ChildKind {
     ConfigMap,
     Service,
+    /// Before the workloads, so pods start isolated.
+    NetworkPolicy,
     StatefulSet,
     Deployment,
     HorizontalPodAutoscaler,
@@ -74,9 +77,10 @@ pub enum ChildKind {
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 9] = [
+    pub const ALL: [ChildKind; 10] = [
         Self::ConfigMap,
         Self::Service,
+        Self::NetworkPolicy,
         Self::StatefulSet,
         Self::Deployment,
         Self::HorizontalPodAutoscaler,
@@ -90,6 +94,7 @@ impl ChildKind {
         match self {
             Self::ConfigMap => "ConfigMap",
             Self::Service => "Service",
+            Self::NetworkPolicy => "NetworkPolicy",
             Self::StatefulSet => "StatefulSet",
             Self::Deployment => "Deployment",
             Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
@@ -112,6 +117,7 @@ impl fmt::Display for ChildKind {
 pub enum Child {
     ConfigMap(ConfigMap),
     Service(Service),
+    NetworkPolicy(NetworkPolicy),
     StatefulSet(StatefulSet),
     Deployment(Deployment),
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
@@ -127,6 +133,7 @@ macro_rules! for_each_child {
         match $child {
             Child::ConfigMap($obj) => $body,
             Child::Service($obj) => $body,
+            Child::NetworkPolicy($obj) => $body,
             Child::StatefulSet($obj) => $body,
             Child::Deployment($obj) => $body,
             Child::HorizontalPodAutoscaler($obj) => $body,
@@ -143,6 +150,7 @@ impl Child {
         match self {
             Child::ConfigMap(_) => ChildKind::ConfigMap,
             Child::Service(_) => ChildKind::Service,
+            Child::NetworkPolicy(_) => ChildKind::NetworkPolicy,
             Child::StatefulSet(_) => ChildKind::StatefulSet,
             Child::Deployment(_) => ChildKind::Deployment,
             Child::HorizontalPodAutoscaler(_) => ChildKind::HorizontalPodAutoscaler,
@@ -237,6 +245,7 @@ pub fn build_gated(bs: &ValidBlockSight, settings: &BuildSettings, gates: Gates)
         children.extend(grafana::build(bs, grafana));
     }
     children.extend(monitors::build(bs, settings));
+    children.extend(network_policy::build(bs));
     // Stable sort: by kind (apply order), then in the order the builders produced them.
     children.sort_by_key(Child::kind);
     Desired {

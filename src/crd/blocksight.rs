@@ -76,6 +76,61 @@ pub struct BlockSightSpec {
     /// Prometheus and Grafana for this installation.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+
+    /// NetworkPolicies isolating this installation: default deny, then only the flows the
+    /// design needs (see docs/security.md).
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// NetworkPolicies of a BlockSight.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create them (default true). Needs a CNI that enforces NetworkPolicy.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Namespace of the BlockSight operator, whose probes reach bitcoind, electrs, PostgreSQL
+    /// and Redis and whose metrics this installation's Prometheus scrapes.
+    #[serde(default = "default_operator_namespace")]
+    #[schemars(length(max = 63))]
+    pub operator_namespace: String,
+    /// Namespaces of the ingress controller(s) allowed to reach the API and Grafana.
+    #[serde(default = "default_ingress_namespaces")]
+    #[schemars(length(max = 16), inner(length(max = 63)))]
+    pub ingress_namespaces: Vec<String>,
+    /// Namespaces of a cluster Prometheus (e.g. kube-prometheus) allowed to scrape the
+    /// metrics ports.
+    #[serde(default = "default_monitoring_namespaces")]
+    #[schemars(length(max = 16), inner(length(max = 63)))]
+    pub monitoring_namespaces: Vec<String>,
+    /// More peers (core/v1 NetworkPolicyPeer) allowed to reach the API's HTTP port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_api_peers: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            operator_namespace: default_operator_namespace(),
+            ingress_namespaces: default_ingress_namespaces(),
+            monitoring_namespaces: default_monitoring_namespaces(),
+            extra_api_peers: vec![],
+        }
+    }
+}
+
+fn default_operator_namespace() -> String {
+    "blocksight-system".to_owned()
+}
+
+fn default_ingress_namespaces() -> Vec<String> {
+    vec!["ingress-nginx".to_owned()]
+}
+
+fn default_monitoring_namespaces() -> Vec<String> {
+    vec!["monitoring".to_owned()]
 }
 
 /// Bitcoin network the installation runs on.

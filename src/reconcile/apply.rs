@@ -5,7 +5,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -164,6 +164,7 @@ async fn apply_child(client: &Client, namespace: &str, child: &Child) -> Result<
     match child {
         Child::ConfigMap(o) => apply_typed(client, namespace, o).await,
         Child::Service(o) => apply_typed(client, namespace, o).await,
+        Child::NetworkPolicy(o) => apply_typed(client, namespace, o).await,
         Child::StatefulSet(o) => apply_typed(client, namespace, o).await,
         Child::Deployment(o) => apply_typed(client, namespace, o).await,
         Child::HorizontalPodAutoscaler(o) => apply_typed(client, namespace, o).await,
@@ -185,6 +186,7 @@ async fn delete_child(
     match kind {
         ChildKind::ConfigMap => delete_typed::<ConfigMap>(client, namespace, name).await,
         ChildKind::Service => delete_typed::<Service>(client, namespace, name).await,
+        ChildKind::NetworkPolicy => delete_typed::<NetworkPolicy>(client, namespace, name).await,
         ChildKind::StatefulSet => delete_typed::<StatefulSet>(client, namespace, name).await,
         ChildKind::Deployment => delete_typed::<Deployment>(client, namespace, name).await,
         ChildKind::HorizontalPodAutoscaler => {

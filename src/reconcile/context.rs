@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{ApiResource, DynamicObject};
@@ -30,6 +30,7 @@ pub struct Caches {
     /// Whole objects: the chain probes read credentials from here.
     pub secrets: Store<Secret>,
     pub services: Store<PartialObjectMeta<Service>>,
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
     pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
@@ -95,6 +96,9 @@ impl Caches {
         match kind {
             ChildKind::ConfigMap => get(&self.config_maps, namespace, name).map(|o| f(o.meta())),
             ChildKind::Service => get(&self.services, namespace, name).map(|o| f(o.meta())),
+            ChildKind::NetworkPolicy => {
+                get(&self.network_policies, namespace, name).map(|o| f(o.meta()))
+            }
             ChildKind::StatefulSet => {
                 get(&self.stateful_sets, namespace, name).map(|o| f(o.meta()))
             }
@@ -139,6 +143,7 @@ impl Caches {
             let names = match kind {
                 ChildKind::ConfigMap => controlled_by(&self.config_maps, uid),
                 ChildKind::Service => controlled_by(&self.services, uid),
+                ChildKind::NetworkPolicy => controlled_by(&self.network_policies, uid),
                 ChildKind::StatefulSet => controlled_by(&self.stateful_sets, uid),
                 ChildKind::Deployment => controlled_by(&self.deployments, uid),
                 ChildKind::HorizontalPodAutoscaler => controlled_by(&self.autoscalers, uid),
@@ -159,6 +164,7 @@ impl Caches {
         self.config_maps.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
+        self.network_policies.wait_until_ready().await?;
         self.stateful_sets.wait_until_ready().await?;
         self.deployments.wait_until_ready().await?;
         self.autoscalers.wait_until_ready().await?;

@@ -156,6 +156,8 @@ pub struct ValidBlockSight {
     pub prometheus: Option<Prometheus>,
     pub grafana: Option<Grafana>,
     pub prometheus_operator: PrometheusOperatorMode,
+    /// None when NetworkPolicies are disabled.
+    pub network_policy: Option<crate::crd::NetworkPolicySpec>,
 }
 
 /// The CRD schema with its CEL rules compiled once per process.
@@ -376,6 +378,10 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
         prometheus,
         grafana,
         prometheus_operator: spec.monitoring.prometheus_operator,
+        network_policy: spec
+            .network_policy
+            .enabled
+            .then(|| spec.network_policy.clone()),
     })
 }
 

@@ -126,6 +126,8 @@ pub struct CacheWriters {
     pub config_maps: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>,
     pub secrets: Writer<k8s_openapi::api::core::v1::Secret>,
     pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
+    pub network_policies:
+        Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::NetworkPolicy>>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
     pub autoscalers:
@@ -146,6 +148,7 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (config_maps, cm) = ready();
     let (secrets, se) = ready();
     let (services, sv) = ready();
+    let (network_policies, np) = ready();
     let (stateful_sets, ss) = ready();
     let (deployments, de) = ready();
     let (autoscalers, hp) = ready();
@@ -159,6 +162,7 @@ pub fn caches() -> (Caches, CacheWriters) {
             config_maps,
             secrets,
             services,
+            network_policies,
             stateful_sets,
             deployments,
             autoscalers,
@@ -171,6 +175,7 @@ pub fn caches() -> (Caches, CacheWriters) {
             config_maps: cm,
             secrets: se,
             services: sv,
+            network_policies: np,
             stateful_sets: ss,
             deployments: de,
             autoscalers: hp,
@@ -219,6 +224,9 @@ impl CacheWriters {
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::Service(_) => self
                 .services
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::NetworkPolicy(_) => self
+                .network_policies
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::HorizontalPodAutoscaler(_) => self
                 .autoscalers
