@@ -6,7 +6,7 @@ mod support;
 use blocksight_operator::build::{self, BuildSettings, Child, ChildKind};
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::validate;
-use support::{Call, blocksight, caches, harness};
+use support::{Call, blocksight, caches, child_path as path, harness};
 
 const REGTEST: &str = include_str!("../examples/regtest.yaml");
 const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
@@ -39,23 +39,6 @@ fn desired(bs: &BlockSight) -> Vec<Child> {
         &BuildSettings::default(),
     )
     .children
-}
-
-/// The REST path of a namespaced child.
-fn path(kind: ChildKind, name: &str) -> String {
-    let (prefix, plural) = match kind {
-        ChildKind::ConfigMap => ("/api/v1", "configmaps"),
-        ChildKind::Service => ("/api/v1", "services"),
-        ChildKind::NetworkPolicy => ("/apis/networking.k8s.io/v1", "networkpolicies"),
-        ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
-        ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
-        ChildKind::HorizontalPodAutoscaler => ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
-        ChildKind::PodDisruptionBudget => ("/apis/policy/v1", "poddisruptionbudgets"),
-        ChildKind::Ingress => ("/apis/networking.k8s.io/v1", "ingresses"),
-        ChildKind::ServiceMonitor => ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
-        ChildKind::PodMonitor => ("/apis/monitoring.coreos.com/v1", "podmonitors"),
-    };
-    format!("{prefix}/namespaces/default/{plural}/{name}")
 }
 
 fn status_path(name: &str) -> String {

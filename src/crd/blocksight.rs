@@ -442,6 +442,7 @@ pub struct IngressTls {
 /// Monitoring of the installation.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!((!has(self.grafana) || !has(self.grafana.enabled) || self.grafana.enabled) && has(self.prometheus) && has(self.prometheus.enabled) && !self.prometheus.enabled)").message("Grafana needs spec.monitoring.prometheus.enabled").field_path(".grafana.enabled"))]
 pub struct MonitoringSpec {
     /// A Prometheus for this installation, loaded with the BlockSight alert rules.
     #[serde(default)]

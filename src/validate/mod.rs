@@ -202,12 +202,6 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
         });
     }
     let spec = &bs.spec;
-    if spec.monitoring.grafana.enabled && !spec.monitoring.prometheus.enabled {
-        problems.push(FieldError {
-            field: "spec.monitoring.grafana.enabled".into(),
-            reason: "Grafana needs spec.monitoring.prometheus.enabled".into(),
-        });
-    }
     check_resources(
         &mut problems,
         "spec.bitcoind.resources",

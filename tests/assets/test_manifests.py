@@ -85,3 +85,24 @@ def test_prometheus_operator_objects_validate(repo, blocksight_bin, kube_validat
     kinds = [d["kind"] for d in load_all(out.read_text())]
     assert kinds.count("ServiceMonitor") == 4 and kinds.count("PodMonitor") == 1, kinds
     kube_validate(out)  # against prometheus-operator's CRDs in ../shared/schemas/crds
+
+
+def test_the_api_server_schema_rejects_every_non_cel_invalid_document(repo, shared_dir, tmp_path):
+    """The corpus cases that are not CEL rules are type, enum or required-field errors: the
+    CRD's OpenAPI schema (checked strictly by kube-validate, as the API server would) must
+    reject each. Cases marked `# schema: false` are checked by the operator only."""
+    import sys
+
+    checked = 0
+    for path in sorted((repo / "tests" / "invalid").glob("*.yaml")):
+        header = path.read_text().splitlines()
+        if "# cel: false" not in header or any(l.startswith("# schema: false") for l in header):
+            continue
+        proc = subprocess.run(
+            [sys.executable, str(shared_dir / "tools" / "kube-validate"), "--crds", str(repo / "crds"), str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 1 and "0 passed, 1 failed" in proc.stdout + proc.stderr, f"{path.name} was accepted:\n{proc.stdout}{proc.stderr}"
+        checked += 1
+    assert checked >= 6

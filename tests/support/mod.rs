@@ -432,3 +432,32 @@ pub fn synced_observation(electrs: bool) -> blocksight_operator::chain::Observat
         database_bootstrapped: true,
     }
 }
+
+/// The REST path of a namespaced child in namespace `default`.
+pub fn child_path(kind: blocksight_operator::build::ChildKind, name: &str) -> String {
+    let (prefix, plural) = match kind {
+        blocksight_operator::build::ChildKind::ConfigMap => ("/api/v1", "configmaps"),
+        blocksight_operator::build::ChildKind::Service => ("/api/v1", "services"),
+        blocksight_operator::build::ChildKind::NetworkPolicy => {
+            ("/apis/networking.k8s.io/v1", "networkpolicies")
+        }
+        blocksight_operator::build::ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
+        blocksight_operator::build::ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
+        blocksight_operator::build::ChildKind::HorizontalPodAutoscaler => {
+            ("/apis/autoscaling/v2", "horizontalpodautoscalers")
+        }
+        blocksight_operator::build::ChildKind::PodDisruptionBudget => {
+            ("/apis/policy/v1", "poddisruptionbudgets")
+        }
+        blocksight_operator::build::ChildKind::Ingress => {
+            ("/apis/networking.k8s.io/v1", "ingresses")
+        }
+        blocksight_operator::build::ChildKind::ServiceMonitor => {
+            ("/apis/monitoring.coreos.com/v1", "servicemonitors")
+        }
+        blocksight_operator::build::ChildKind::PodMonitor => {
+            ("/apis/monitoring.coreos.com/v1", "podmonitors")
+        }
+    };
+    format!("{prefix}/namespaces/default/{plural}/{name}")
+}
