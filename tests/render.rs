@@ -643,3 +643,56 @@ fn prometheus_operator_objects_follow_the_mode_and_the_cluster() {
             .any(|p| p["name"] == "metrics")
     );
 }
+
+#[test]
+fn user_managed_credentials_replace_generated_ones_everywhere() {
+    let yaml = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: n, namespace: ns}\nspec:\n  network: signet\n  credentials:\n    bitcoindRpc: {secretName: vault-rpc}\n    postgres: {secretName: vault-pg}\n    redis: {secretName: vault-redis}\n    grafana: {secretName: vault-grafana}\n";
+    let provided = valid(yaml);
+    assert_eq!(
+        build::secrets::generated_names(&provided),
+        Vec::<String>::new()
+    );
+    assert!(
+        build::secrets::generate(&provided, &mut rand::rng()).is_empty(),
+        "nothing to generate"
+    );
+    let objects = objects(yaml);
+    let text = serde_json::to_string(&objects).unwrap();
+    for generated in [
+        "n-bitcoind-rpc",
+        "n-postgres-credentials",
+        "n-redis-credentials",
+        "n-grafana-credentials",
+    ] {
+        assert!(!text.contains(generated), "{generated} is still referenced");
+    }
+    for (kind, name, secret) in [
+        ("StatefulSet", "n-bitcoind", "vault-rpc"),
+        ("StatefulSet", "n-electrs", "vault-rpc"),
+        ("StatefulSet", "n-postgres", "vault-pg"),
+        ("StatefulSet", "n-redis", "vault-redis"),
+        ("Deployment", "n-api", "vault-redis"),
+        ("Deployment", "n-grafana", "vault-grafana"),
+    ] {
+        assert!(
+            find(&objects, kind, name)
+                .to_string()
+                .contains(&format!("\"{secret}\"")),
+            "{kind} {name} reads {secret}"
+        );
+    }
+    // Only one provided: the rest is generated as usual.
+    let partly = valid(&yaml.replace("    postgres: {secretName: vault-pg}\n    redis: {secretName: vault-redis}\n    grafana: {secretName: vault-grafana}\n", ""));
+    let names: Vec<String> = build::secrets::generate(&partly, &mut rand::rng())
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "n-postgres-credentials",
+            "n-redis-credentials",
+            "n-grafana-credentials"
+        ]
+    );
+}

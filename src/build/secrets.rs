@@ -45,22 +45,46 @@ pub mod key {
 
 /// Name of the Secret holding bitcoind's RPC credentials.
 pub fn rpc_secret_name(bs: &ValidBlockSight) -> String {
-    format!("{}-bitcoind-rpc", bs.name)
+    external(&bs.credentials.bitcoind_rpc).unwrap_or_else(|| format!("{}-bitcoind-rpc", bs.name))
 }
 
 /// Name of the Secret holding the in-cluster PostgreSQL credentials.
 pub fn postgres_secret_name(bs: &ValidBlockSight) -> String {
-    format!("{}-postgres-credentials", bs.name)
+    external(&bs.credentials.postgres)
+        .unwrap_or_else(|| format!("{}-postgres-credentials", bs.name))
 }
 
 /// Name of the Secret holding the Redis password.
 pub fn redis_secret_name(bs: &ValidBlockSight) -> String {
-    format!("{}-redis-credentials", bs.name)
+    external(&bs.credentials.redis).unwrap_or_else(|| format!("{}-redis-credentials", bs.name))
 }
 
 /// Name of the Secret holding Grafana's admin credentials.
 pub fn grafana_secret_name(bs: &ValidBlockSight) -> String {
-    format!("{}-grafana-credentials", bs.name)
+    external(&bs.credentials.grafana).unwrap_or_else(|| format!("{}-grafana-credentials", bs.name))
+}
+
+fn external(secret: &Option<crate::crd::ExistingSecret>) -> Option<String> {
+    secret.as_ref().map(|s| s.secret_name.clone())
+}
+
+/// Names of the Secrets the operator generates for `bs` (those the user does not provide).
+pub fn generated_names(bs: &ValidBlockSight) -> Vec<String> {
+    let c = &bs.credentials;
+    let mut names = Vec::new();
+    if c.bitcoind_rpc.is_none() {
+        names.push(rpc_secret_name(bs));
+    }
+    if c.postgres.is_none() && matches!(bs.postgres, Postgres::InCluster { .. }) {
+        names.push(postgres_secret_name(bs));
+    }
+    if c.redis.is_none() {
+        names.push(redis_secret_name(bs));
+    }
+    if c.grafana.is_none() && bs.grafana.is_some() {
+        names.push(grafana_secret_name(bs));
+    }
+    names
 }
 
 /// Every generated Secret `bs` needs, with fresh random values from `rng`.
@@ -137,6 +161,14 @@ pub fn generate<R: Rng + CryptoRng>(bs: &ValidBlockSight, rng: &mut R) -> Vec<Se
             ],
         ));
     }
+    // Secrets the user provides are theirs: never generated, never written.
+    let generated = generated_names(bs);
+    secrets.retain(|s| {
+        s.metadata
+            .name
+            .as_ref()
+            .is_some_and(|n| generated.contains(n))
+    });
     secrets
 }
 

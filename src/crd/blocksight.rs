@@ -81,6 +81,43 @@ pub struct BlockSightSpec {
     /// design needs (see docs/security.md).
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+
+    /// Credentials you manage yourself (external-secrets, sealed-secrets, Vault): name an
+    /// existing Secret per service and the operator uses it instead of generating one. Each
+    /// must hold the keys the generated one would (see docs/security.md).
+    #[serde(default)]
+    pub credentials: CredentialsSpec,
+}
+
+/// Existing Secrets to use instead of generated credentials.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    /// bitcoind RPC: keys `rpc-user`, `rpc-password`, `rpcauth.conf` (an `rpcauth=` line for
+    /// that user and password, as share/rpcauth/rpcauth.py prints it) and `electrs-auth`
+    /// (`user:password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitcoind_rpc: Option<ExistingSecret>,
+    /// In-cluster PostgreSQL: keys `superuser-password`, `app-user`, `app-password`,
+    /// `readonly-user`, `readonly-password`, `database-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<ExistingSecret>,
+    /// Redis: keys `password`, `auth.conf` (`requirepass <password>`) and `redis-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<ExistingSecret>,
+    /// Grafana: keys `admin-user` and `admin-password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<ExistingSecret>,
+}
+
+/// A Secret in the BlockSight's namespace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExistingSecret {
+    /// Name of the Secret.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("secretName must not be empty"))]
+    pub secret_name: String,
 }
 
 /// NetworkPolicies of a BlockSight.

@@ -168,17 +168,8 @@ async fn apply_all(
     valid: &validate::ValidBlockSight,
     desired: &build::Desired,
 ) -> Result<(), Error> {
-    let names = [
-        Some(secrets::rpc_secret_name(valid)),
-        matches!(valid.postgres, validate::Postgres::InCluster { .. })
-            .then(|| secrets::postgres_secret_name(valid)),
-        Some(secrets::redis_secret_name(valid)),
-        valid
-            .grafana
-            .as_ref()
-            .map(|_| secrets::grafana_secret_name(valid)),
-    ];
-    let names: Vec<String> = names.into_iter().flatten().collect();
+    // Only what the operator generates: Secrets the user provides are never written.
+    let names = secrets::generated_names(valid);
     let created = apply::ensure_credentials(
         ctx,
         &valid.namespace,

@@ -158,6 +158,8 @@ pub struct ValidBlockSight {
     pub prometheus_operator: PrometheusOperatorMode,
     /// None when NetworkPolicies are disabled.
     pub network_policy: Option<crate::crd::NetworkPolicySpec>,
+    /// Secrets the user manages, used instead of generated credentials.
+    pub credentials: crate::crd::CredentialsSpec,
 }
 
 /// The CRD schema with its CEL rules compiled once per process.
@@ -376,6 +378,7 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
             .network_policy
             .enabled
             .then(|| spec.network_policy.clone()),
+        credentials: spec.credentials.clone(),
     })
 }
 
