@@ -84,6 +84,7 @@ fn start_setup(
         },
         redis_addr: redis_host,
         redis_secret: "redis".into(),
+        rotation: None,
     };
     let metrics = Arc::new(Metrics::new());
     let triggers = Arc::new(Mutex::new(Vec::new()));

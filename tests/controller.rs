@@ -677,3 +677,95 @@ async fn chain_sync_and_an_unreachable_service_are_reported_once_as_events() {
             .any(|c| c.line() == format!("PATCH {}", path(ChildKind::Deployment, "dev-api")))
     );
 }
+
+#[tokio::test]
+async fn rotating_credentials_rewrites_them_keeps_the_superuser_and_rolls_their_consumers() {
+    use k8s_openapi::ByteString;
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    writers.converge(&bs, true);
+    // The PostgreSQL superuser password the data directory was initialised with.
+    let mut postgres = k8s_openapi::api::core::v1::Secret::default();
+    postgres.metadata.name = Some("dev-postgres-credentials".into());
+    postgres.metadata.namespace = Some("default".into());
+    postgres.data = Some(
+        [(
+            "superuser-password".to_owned(),
+            ByteString(b"initial-superuser".to_vec()),
+        )]
+        .into(),
+    );
+    writers
+        .secrets
+        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(postgres));
+    let h = harness(caches, vec![]);
+    chain_synced(&h, &bs);
+    h.reconcile(&bs).await.unwrap();
+    let bs = with_written_status(bs, &h.take_calls());
+
+    let mut rotated = bs.clone();
+    rotated.metadata.annotations = Some(
+        [(
+            "blocksight.live/rotate-credentials".to_owned(),
+            "2026-11-26".to_owned(),
+        )]
+        .into(),
+    );
+    h.reconcile(&rotated).await.expect("reconciled");
+    let calls = h.take_calls();
+    let secrets: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.line().contains("/secrets/"))
+        .collect();
+    let names: Vec<&str> = secrets
+        .iter()
+        .map(|c| c.body["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "dev-bitcoind-rpc",
+            "dev-postgres-credentials",
+            "dev-redis-credentials",
+            "dev-grafana-credentials"
+        ]
+    );
+    assert!(
+        secrets
+            .iter()
+            .all(|c| c.method == "PATCH" && c.uri.contains("force=true"))
+    );
+    let pg = secrets[1];
+    assert_eq!(
+        pg.body["data"]["superuser-password"], "aW5pdGlhbC1zdXBlcnVzZXI=",
+        "base64 of the kept superuser password"
+    );
+    assert_eq!(
+        pg.body["metadata"]["annotations"]["blocksight.live/credentials-rotation"],
+        "2026-11-26"
+    );
+    let rolled: Vec<String> = calls
+        .iter()
+        .filter(|c| c.line().contains("/statefulsets/") || c.line().contains("/deployments/"))
+        .map(|c| c.line().rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        rolled,
+        [
+            "dev-bitcoind",
+            "dev-electrs",
+            "dev-postgres",
+            "dev-redis",
+            "dev-api",
+            "dev-grafana"
+        ],
+        "Prometheus reads no credential"
+    );
+    // Before the watch catches up, a second reconcile writes nothing again.
+    h.reconcile(&rotated).await.expect("reconciled");
+    assert!(
+        !h.take_calls()
+            .iter()
+            .any(|c| c.line().contains("/secrets/"))
+    );
+}

@@ -17,6 +17,12 @@ use sha2::Sha256;
 use super::meta::{self, Component};
 use crate::validate::{Postgres, ValidBlockSight};
 
+/// Annotation on a BlockSight: set (or change) it to rotate the generated credentials.
+pub const ROTATE_ANNOTATION: &str = "blocksight.live/rotate-credentials";
+/// Annotation on generated Secrets and on their consumers' pod templates: the rotation they
+/// carry (a new value rolls the pods onto the new credentials).
+pub const ROTATION_ANNOTATION: &str = "blocksight.live/credentials-rotation";
+
 /// The RPC user every BlockSight client (electrs, API, operator) authenticates as.
 pub const RPC_USER: &str = "blocksight";
 /// Application role of the BlockSight API in PostgreSQL.
@@ -192,8 +198,12 @@ fn secret<const N: usize>(
     name: String,
     data: [(&str, String); N],
 ) -> Secret {
+    let mut metadata = meta::retained(bs, component, name);
+    if let Some(rotation) = &bs.rotation {
+        metadata.annotations = Some([(ROTATION_ANNOTATION.to_owned(), rotation.clone())].into());
+    }
     Secret {
-        metadata: meta::retained(bs, component, name),
+        metadata,
         type_: Some("Opaque".to_owned()),
         string_data: Some(
             data.into_iter()

@@ -203,9 +203,7 @@ pub fn pod_template(
     k8s_openapi::api::core::v1::PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(meta::labels(bs, parts.component)),
-            annotations: parts
-                .config_hash
-                .map(|h| [(meta::CONFIG_HASH_ANNOTATION.to_owned(), h)].into()),
+            annotations: pod_annotations(bs, parts.component, parts.config_hash),
             ..Default::default()
         }),
         spec: Some(k8s_openapi::api::core::v1::PodSpec {
@@ -282,4 +280,28 @@ pub fn container(
         security_context: Some(super::meta::container_security()),
         ..Default::default()
     }
+}
+
+/// The pod template annotations: the configuration hash and, for pods that read generated
+/// credentials, the rotation they run with (a new rotation rolls them).
+fn pod_annotations(
+    bs: &ValidBlockSight,
+    component: super::meta::Component,
+    config_hash: Option<String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut annotations = std::collections::BTreeMap::new();
+    if let Some(hash) = config_hash {
+        annotations.insert(super::meta::CONFIG_HASH_ANNOTATION.to_owned(), hash);
+    }
+    if let Some(rotation) = bs
+        .rotation
+        .as_ref()
+        .filter(|_| component != super::meta::Component::Prometheus)
+    {
+        annotations.insert(
+            super::secrets::ROTATION_ANNOTATION.to_owned(),
+            rotation.clone(),
+        );
+    }
+    (!annotations.is_empty()).then_some(annotations)
 }

@@ -48,6 +48,9 @@ pub struct ProbePlan {
     pub postgres: PostgresPlan,
     pub redis_addr: String,
     pub redis_secret: String,
+    /// The credentials rotation in force: a new one restarts the loop, which bootstraps the
+    /// database roles again with the new passwords.
+    pub rotation: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +108,7 @@ impl ProbePlan {
             },
             redis_addr: format!("{}:{}", host(Component::Redis), crate::build::redis::PORT),
             redis_secret: secrets::redis_secret_name(bs),
+            rotation: bs.rotation.clone(),
         }
     }
 

@@ -17,7 +17,9 @@ use super::context::Context;
 use super::drift;
 use super::error::{ApplyError, CredentialsError};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
+use crate::build::secrets::{ROTATION_ANNOTATION, key};
 use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
+use k8s_openapi::ByteString;
 
 /// Marks a recent delete in [`super::context::RecentWrites`].
 const DELETED: &str = "<deleted>";
@@ -30,11 +32,14 @@ pub struct Applied {
     pub pruned: Vec<(ChildKind, String)>,
 }
 
-/// Create each generated Secret that does not exist yet. Existing ones are never touched:
-/// their values are what the running services were initialised with.
+/// Create each generated Secret that does not exist yet. Existing ones are never touched
+/// (their values are what the running services were initialised with) unless `rotation`
+/// asks for new ones: then they are rewritten, keeping the PostgreSQL superuser password
+/// (the operator needs it to move the roles to their new passwords).
 pub async fn ensure_credentials(
     ctx: &Context,
     namespace: &str,
+    rotation: Option<&str>,
     generate: impl FnOnce() -> Vec<Secret>,
     names: &[String],
 ) -> Result<Vec<String>, CredentialsError> {
@@ -42,33 +47,80 @@ pub async fn ensure_credentials(
         !ctx.caches.secret_exists(namespace, name)
             && !ctx.recent_writes.contains("Secret", namespace, name, "")
     };
-    if !names.iter().any(missing) {
+    let stale = |name: &String| {
+        let Some(rotation) = rotation else {
+            return false;
+        };
+        let carried = ctx
+            .caches
+            .secret(namespace, name)
+            .and_then(|s| s.annotations().get(ROTATION_ANNOTATION).cloned());
+        ctx.caches.secret_exists(namespace, name)
+            && carried.as_deref() != Some(rotation)
+            && !ctx
+                .recent_writes
+                .contains("Secret", namespace, name, rotation)
+    };
+    if !names.iter().any(|n| missing(n) || stale(n)) {
         return Ok(vec![]);
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut created = Vec::new();
-    for secret in generate().into_iter().filter(|s| missing(&s.name_any())) {
+    let mut written = Vec::new();
+    for mut secret in generate() {
         let name = secret.name_any();
-        match api
-            .create(
-                &PostParams {
-                    field_manager: Some(FIELD_MANAGER.to_owned()),
-                    ..Default::default()
-                },
-                &secret,
+        if missing(&name) {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..Default::default()
+            };
+            match api.create(&params, &secret).await {
+                Ok(_) => written.push(name.clone()),
+                // Another replica or an earlier attempt created it: keep what is there.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    debug!(secret = %name, "credentials already exist")
+                }
+                Err(source) => return Err(CredentialsError { name, source }),
+            }
+            ctx.recent_writes.record("Secret", namespace, &name, "");
+        } else if stale(&name) {
+            let rotation = rotation.unwrap_or_default();
+            if let Some(current) = ctx.caches.secret(namespace, &name)
+                && let Some(superuser) = current
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(key::SUPERUSER_PASSWORD))
+            {
+                secret
+                    .string_data
+                    .get_or_insert_with(Default::default)
+                    .insert(
+                        key::SUPERUSER_PASSWORD.to_owned(),
+                        String::from_utf8_lossy(&superuser.0).into_owned(),
+                    );
+            }
+            // stringData is write-only: apply the values as data, which we then own.
+            secret.data = secret.string_data.take().map(|d| {
+                d.into_iter()
+                    .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                    .collect()
+            });
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
             )
             .await
-        {
-            Ok(_) => created.push(name.clone()),
-            // Another replica or an earlier attempt created it: keep what is there.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                debug!(secret = %name, "credentials already exist")
-            }
-            Err(source) => return Err(CredentialsError { name, source }),
+            .map_err(|source| CredentialsError {
+                name: name.clone(),
+                source,
+            })?;
+            info!(secret = %name, "credentials rotated");
+            ctx.recent_writes
+                .record("Secret", namespace, &name, rotation);
+            written.push(name);
         }
-        ctx.recent_writes.record("Secret", namespace, &name, "");
     }
-    Ok(created)
+    Ok(written)
 }
 
 /// Whether `child` must be applied: it is missing, differs from what we last applied, or

@@ -124,6 +124,10 @@ impl Caches {
         }
     }
 
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        get(&self.secrets, namespace, name)
+    }
+
     pub fn secret_exists(&self, namespace: &str, name: &str) -> bool {
         get(&self.secrets, namespace, name).is_some()
     }

@@ -173,6 +173,7 @@ async fn apply_all(
     let created = apply::ensure_credentials(
         ctx,
         &valid.namespace,
+        valid.rotation.as_deref(),
         || secrets::generate(valid, &mut rand::rng()),
         &names,
     )

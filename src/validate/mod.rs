@@ -160,6 +160,9 @@ pub struct ValidBlockSight {
     pub network_policy: Option<crate::crd::NetworkPolicySpec>,
     /// Secrets the user manages, used instead of generated credentials.
     pub credentials: crate::crd::CredentialsSpec,
+    /// The value of the `blocksight.live/rotate-credentials` annotation: a new value asks for
+    /// new generated credentials and a rolling restart of their consumers.
+    pub rotation: Option<String>,
 }
 
 /// The CRD schema with its CEL rules compiled once per process.
@@ -379,6 +382,10 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
             .enabled
             .then(|| spec.network_policy.clone()),
         credentials: spec.credentials.clone(),
+        rotation: bs
+            .annotations()
+            .get(crate::build::secrets::ROTATE_ANNOTATION)
+            .cloned(),
     })
 }
 
