@@ -191,3 +191,32 @@ async fn generated_secrets_never_reach_the_logs_or_events() {
         assert!(status.iter().all(|s| !s.contains(value.as_str())));
     }
 }
+
+#[tokio::test]
+async fn credentials_that_already_exist_at_create_time_are_kept_not_duplicated() {
+    // Another replica (or an earlier attempt whose answer was lost) created them: 409.
+    let bs = blocksight(REGTEST);
+    let (caches, _writers) = caches();
+    let conflict = ("POST /api/v1/namespaces/default/secrets".to_owned(), 409);
+    let h = harness(caches, vec![conflict]);
+    h.reconcile(&bs)
+        .await
+        .expect("a conflict on create is not an error");
+    let calls = h.take_calls();
+    let posts = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.line().ends_with("/secrets"))
+        .count();
+    assert_eq!(posts, 4, "one attempt per Secret, no retry loop");
+    assert!(
+        calls.iter().any(|c| c.line().ends_with("/status")),
+        "the reconcile went on"
+    );
+    // And the next reconcile does not try again before the watch shows them.
+    h.reconcile(&bs).await.expect("reconciled");
+    assert!(
+        !h.take_calls()
+            .iter()
+            .any(|c| c.method == "POST" && c.line().ends_with("/secrets"))
+    );
+}
