@@ -133,19 +133,22 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
     {
         return false;
     }
-    let current =
-        ctx.caches
-            .with_meta(child.kind(), namespace, child.name(), |meta| {
-                let applied_hash = meta
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
-                    .map(String::as_str);
-                let drifted = meta.managed_fields.as_deref().is_some_and(|fields| {
-                    drift::is_drifted(fields, FIELD_MANAGER, &child.to_value())
-                });
-                applied_hash == Some(hash) && !drifted
+    let current = ctx
+        .caches
+        .with_meta(child.kind(), namespace, child.name(), |meta| {
+            let applied_hash = meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
+                .map(String::as_str);
+            // Serialize the child only when someone else edited the object at all: the
+            // common steady state (only our own entries) costs a hash comparison.
+            let drifted = meta.managed_fields.as_deref().is_some_and(|fields| {
+                drift::has_foreign_updates(fields, FIELD_MANAGER)
+                    && drift::is_drifted(fields, FIELD_MANAGER, &child.to_value())
             });
+            applied_hash == Some(hash) && !drifted
+        });
     current != Some(true)
 }
 

@@ -11,12 +11,24 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::Value;
 
+/// An `Update` (not a subresource's) by a manager other than `ours`: someone edited the object.
+fn foreign_update(entry: &ManagedFieldsEntry, ours: &str) -> bool {
+    entry.manager.as_deref() != Some(ours)
+        && entry.operation.as_deref() == Some("Update")
+        && entry.subresource.as_deref().unwrap_or_default().is_empty()
+}
+
+/// Whether anyone but `ours` edited the object (cheap: no field comparison).
+pub fn has_foreign_updates(managed_fields: &[ManagedFieldsEntry], ours: &str) -> bool {
+    managed_fields
+        .iter()
+        .any(|entry| foreign_update(entry, ours))
+}
+
 /// Whether any manager other than `ours` has taken a field that `desired` sets.
 pub fn is_drifted(managed_fields: &[ManagedFieldsEntry], ours: &str, desired: &Value) -> bool {
     managed_fields.iter().any(|entry| {
-        entry.manager.as_deref() != Some(ours)
-            && entry.operation.as_deref() == Some("Update")
-            && entry.subresource.as_deref().unwrap_or_default().is_empty()
+        foreign_update(entry, ours)
             && entry
                 .fields_v1
                 .as_ref()
