@@ -35,7 +35,7 @@ use crate::chain::poller::{PollSettings, Poller, SecretReader};
 use crate::crd::BlockSight;
 use crate::metrics::Metrics;
 use crate::reconcile::context::empty_monitor_store;
-use crate::reconcile::{self, Caches, Context, RecentWrites};
+use crate::reconcile::{self, Caches, Context, RecentWrites, drift};
 
 /// Settings of `blocksight run`.
 #[derive(Clone, Debug)]
@@ -203,9 +203,15 @@ where
         config.clone(),
     )
     .default_backoff()
+    .modify(|o: &mut kube::core::PartialObjectMeta<K>| slim(&mut o.metadata))
     .reflect(writer)
     .touched_objects();
     (reader, stream)
+}
+
+/// What the caches keep of an object's metadata (see [`drift::keep_foreign_updates`]).
+fn slim(meta: &mut kube::api::ObjectMeta) {
+    drift::keep_foreign_updates(meta, FIELD_MANAGER);
 }
 
 /// Credentials for the chain probes: the operator's own Secrets from the watch cache; a
@@ -357,6 +363,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (secrets, writer) = reflector::store();
     let secret_events = watcher(scoped::<Secret>(&client, ns), children.clone())
         .default_backoff()
+        .modify(|s: &mut Secret| s.metadata.managed_fields = None)
         .reflect(writer)
         .touched_objects();
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
@@ -375,6 +382,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .modify(|s: &mut StatefulSet| {
             s.spec.template = Default::default();
             s.spec.volume_claim_templates = None;
+            slim(&mut s.metadata);
         })
         .reflect(writer)
         .touched_objects();
@@ -383,6 +391,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .default_backoff()
         .modify(|d: &mut Deployment| {
             d.spec.template = Default::default();
+            slim(&mut d.metadata);
         })
         .reflect(writer)
         .touched_objects();

@@ -12,23 +12,38 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::Value;
 
 /// An `Update` (not a subresource's) by a manager other than `ours`: someone edited the object.
-fn foreign_update(entry: &ManagedFieldsEntry, ours: &str) -> bool {
+pub fn is_foreign_update(entry: &ManagedFieldsEntry, ours: &str) -> bool {
     entry.manager.as_deref() != Some(ours)
         && entry.operation.as_deref() == Some("Update")
         && entry.subresource.as_deref().unwrap_or_default().is_empty()
+}
+
+/// Keep only the managedFields entries drift detection reads (other managers' edits). Our
+/// own entries hold a field set per object: most of a cache's memory with thousands of
+/// children, and never read.
+pub fn keep_foreign_updates(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ours: &str,
+) {
+    if let Some(fields) = meta.managed_fields.as_mut() {
+        fields.retain(|entry| is_foreign_update(entry, ours));
+        if fields.is_empty() {
+            meta.managed_fields = None;
+        }
+    }
 }
 
 /// Whether anyone but `ours` edited the object (cheap: no field comparison).
 pub fn has_foreign_updates(managed_fields: &[ManagedFieldsEntry], ours: &str) -> bool {
     managed_fields
         .iter()
-        .any(|entry| foreign_update(entry, ours))
+        .any(|entry| is_foreign_update(entry, ours))
 }
 
 /// Whether any manager other than `ours` has taken a field that `desired` sets.
 pub fn is_drifted(managed_fields: &[ManagedFieldsEntry], ours: &str, desired: &Value) -> bool {
     managed_fields.iter().any(|entry| {
-        foreign_update(entry, ours)
+        is_foreign_update(entry, ours)
             && entry
                 .fields_v1
                 .as_ref()
@@ -172,6 +187,43 @@ mod tests {
             "us",
             &desired()
         ));
+    }
+
+    #[test]
+    fn caches_keep_only_what_drift_detection_reads() {
+        let fields = json!({"f:spec": {"f:replicas": {}}});
+        let mut meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            managed_fields: Some(vec![
+                entry("us", "Apply", None, fields.clone()),
+                entry(
+                    "kube-controller-manager",
+                    "Update",
+                    Some("status"),
+                    fields.clone(),
+                ),
+                entry("kubectl-edit", "Update", None, fields.clone()),
+            ]),
+            ..Default::default()
+        };
+        keep_foreign_updates(&mut meta, "us");
+        let kept: Vec<_> = meta
+            .managed_fields
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.manager.clone().unwrap())
+            .collect();
+        assert_eq!(kept, ["kubectl-edit"]);
+        assert!(
+            is_drifted(meta.managed_fields.as_ref().unwrap(), "us", &desired()),
+            "drift is still seen"
+        );
+        let mut ours_only = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            managed_fields: Some(vec![entry("us", "Apply", None, fields)]),
+            ..Default::default()
+        };
+        keep_foreign_updates(&mut ours_only, "us");
+        assert_eq!(ours_only.managed_fields, None);
     }
 
     #[test]
