@@ -103,6 +103,8 @@ pub enum Command {
     Rbac,
     /// Ask bitcoind, electrs, PostgreSQL or Redis for its state; print it as JSON.
     Probe(crate::probe::cli::ProbeArgs),
+    /// Back up, list, prune, restore and verify database backups (what the backup Jobs run).
+    Backup(crate::backup::cli::BackupArgs),
     /// Print the version.
     Version,
 }
@@ -209,6 +211,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Probe(args) => Ok(crate::probe::cli::run(args).await),
+        Command::Backup(args) => Ok(crate::backup::cli::run(args).await),
         Command::Rbac => {
             print!("{}", crate::rbac::to_yaml());
             Ok(0)

@@ -6,6 +6,7 @@
 //! steps offline.
 
 pub mod assets;
+pub mod backup;
 pub mod build;
 pub mod chain;
 pub mod cli;

@@ -103,8 +103,67 @@ else
 fi
 # --- END probe test services --------------------------------------------------------------
 
+# --- BEGIN backup test S3 (tests/backup_programs.rs) ----------------------------------------
+# moto's S3 server on 127.0.0.1 (free port): the S3 destination of the backup program tests
+# (tests/requirements.txt pins it). Stopped on exit after the services above. Skipped when
+# BLOCKSIGHT_TEST_S3_ENDPOINT is already set (e.g. a CI service container).
+step "S3 (moto) for the backup tests"
+if [ -z "${BLOCKSIGHT_TEST_S3_ENDPOINT:-}" ]; then
+  [ -x .venv/bin/moto_server ] || .venv/bin/pip install -q --disable-pip-version-check \
+    "$(grep -E '^moto\[server\]==' tests/requirements.txt)"
+  s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  s3_log=$(mktemp)
+  .venv/bin/moto_server -H 127.0.0.1 -p "$s3_port" >"$s3_log" 2>&1 &
+  s3_pid=$!
+  stop_test_s3() {
+    kill "$s3_pid" 2>/dev/null || true
+    wait "$s3_pid" 2>/dev/null || true
+    rm -f "$s3_log"
+  }
+  # Extend the EXIT trap (the probe services' stop, if set) rather than replace it.
+  previous_exit_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+  trap "${previous_exit_trap:+$previous_exit_trap; }stop_test_s3" EXIT
+  s3_ready=""
+  for _ in $(seq 100); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3_port), 0.5)" 2>/dev/null; then
+      s3_ready=1; break
+    fi
+    kill -0 "$s3_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$s3_ready" ]; then
+    cat "$s3_log" >&2
+    echo "moto_server did not start on 127.0.0.1:$s3_port" >&2
+    exit 1
+  fi
+  export BLOCKSIGHT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+  echo "moto S3 on $BLOCKSIGHT_TEST_S3_ENDPOINT"
+else
+  echo "using the S3 endpoint in BLOCKSIGHT_TEST_S3_ENDPOINT"
+fi
+# --- END backup test S3 ---------------------------------------------------------------------
+
 step "cargo test (unit, builders, controller against a mock API server)"
 CI=true cargo test --locked --all-targets
+
+# --- BEGIN fake API server and benchmark smoke run (tests/fake-apiserver) ------------------
+# The dev-only workspace member: lint, its tests (the fake itself, and the real `run` code
+# path in-process against it), then the benchmark on the debug build with 10 BlockSights.
+# --check fails the step when a request-count target is missed (steady state, creation,
+# spec change, restart); times and memory mean something only in release: see
+# docs/performance.md for the full run.
+step "fake API server: lint, tests, benchmark smoke run (N=10)"
+cargo fmt --check -p blocksight-fake-apiserver
+cargo clippy --locked -p blocksight-fake-apiserver --all-targets -- -D warnings
+CI=true cargo test --locked -p blocksight-fake-apiserver
+cargo build --locked -p blocksight-fake-apiserver --bin blocksight-bench
+bench_json=$(mktemp)
+target/debug/blocksight-bench --operator "$BLOCKSIGHT_BIN" --n 10 --resync-seconds 1 \
+  --steady-seconds 5 --converge-timeout-seconds 120 --render-seconds 1 --check \
+  --output "$bench_json" >/dev/null
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["runs"][0]; print("N=10: converged in", r["creation"]["seconds_to_converge"], "s; steady state:", r["steady_state"]["requests"]["writes"], "writes,", r["steady_state"]["requests"]["reads_get_list"], "GET/LIST")' "$bench_json"
+rm -f "$bench_json"
+# --- END fake API server and benchmark smoke run ------------------------------------------
 
 step "end-to-end tests (real cluster)"
 if [ -n "${BLOCKSIGHT_E2E_KUBECONFIG:-}" ]; then
