@@ -16,4 +16,5 @@ pub mod probe;
 pub mod rbac;
 pub mod reconcile;
 pub mod run;
+pub mod schedule;
 pub mod validate;
