@@ -423,15 +423,36 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         ingresses,
         service_monitors,
         pod_monitors,
-    };
+        listed: Default::default(),
+    }
+    .track_listing();
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(config.identity.clone()),
     };
     let (request_reconcile, reconcile_requests) =
         futures::channel::mpsc::unbounded::<(String, String)>();
-    let blocksights = scoped::<DeserializeGuard<BlockSight>>(&client, ns);
-    let controller = Controller::new(blocksights, watcher::Config::default().any_semantic())
+    // The BlockSight watch, as Controller::new builds it, plus a signal when its first list
+    // is in: the controller itself waits on the store's readiness, and kube's
+    // Store::wait_until_ready wakes only one waiter (see context::Listed), so /readyz must
+    // not wait on the same store.
+    let (primary_listed_tx, mut primary_listed) = tokio::sync::watch::channel(false);
+    let writer = reflector::store::Writer::<DeserializeGuard<BlockSight>>::default();
+    let primary = writer.as_reader();
+    let blocksight_events = reflector::reflector(
+        writer,
+        watcher(
+            scoped::<DeserializeGuard<BlockSight>>(&client, ns),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            primary_listed_tx.send_replace(true);
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(blocksight_events, primary.clone())
         .owns_stream(config_map_events)
         .owns_stream(secret_events)
         .owns_stream(service_events)
@@ -449,7 +470,6 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                 ObjectRef::new(&name).within(&namespace)
             }),
         );
-    let primary = controller.store();
     let poller = if !config.probes {
         Arc::new(Poller::manual(metrics.clone()))
     } else {
@@ -483,6 +503,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             ..config.settings.clone()
         },
         recent_writes: RecentWrites::default(),
+        recent_status: Default::default(),
         failures: Default::default(),
         poller: poller.clone(),
         resync: config.resync_interval,
@@ -491,7 +512,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     {
         let (health, caches) = (health.clone(), caches.clone());
         tokio::spawn(async move {
-            if primary.wait_until_ready().await.is_ok() && caches.wait_until_ready().await.is_ok() {
+            if primary_listed.wait_for(|listed| *listed).await.is_ok()
+                && caches.wait_until_ready().await.is_ok()
+            {
                 info!("every watch has delivered its first list: ready");
                 health.ready.store(true, Ordering::Relaxed);
             }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
-use super::context::Context;
+use super::context::{Context, Versions};
 use super::drift;
 use super::error::{ApplyError, CredentialsError};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
@@ -43,9 +43,16 @@ pub async fn ensure_credentials(
     generate: impl FnOnce() -> Vec<Secret>,
     names: &[String],
 ) -> Result<Vec<String>, CredentialsError> {
+    let cached_version = |name: &String| {
+        ctx.caches
+            .secret(namespace, name)
+            .and_then(|s| s.resource_version())
+    };
     let missing = |name: &String| {
         !ctx.caches.secret_exists(namespace, name)
-            && !ctx.recent_writes.contains("Secret", namespace, name, "")
+            && !ctx
+                .recent_writes
+                .contains("Secret", namespace, name, "", None)
     };
     let stale = |name: &String| {
         let Some(rotation) = rotation else {
@@ -57,9 +64,13 @@ pub async fn ensure_credentials(
             .and_then(|s| s.annotations().get(ROTATION_ANNOTATION).cloned());
         ctx.caches.secret_exists(namespace, name)
             && carried.as_deref() != Some(rotation)
-            && !ctx
-                .recent_writes
-                .contains("Secret", namespace, name, rotation)
+            && !ctx.recent_writes.contains(
+                "Secret",
+                namespace,
+                name,
+                rotation,
+                cached_version(name).as_deref(),
+            )
     };
     if !names.iter().any(|n| missing(n) || stale(n)) {
         return Ok(vec![]);
@@ -73,15 +84,24 @@ pub async fn ensure_credentials(
                 field_manager: Some(FIELD_MANAGER.to_owned()),
                 ..Default::default()
             };
-            match api.create(&params, &secret).await {
-                Ok(_) => written.push(name.clone()),
+            let after = match api.create(&params, &secret).await {
+                Ok(created) => {
+                    written.push(name.clone());
+                    created.resource_version()
+                }
                 // Another replica or an earlier attempt created it: keep what is there.
                 Err(kube::Error::Api(e)) if e.code == 409 => {
-                    debug!(secret = %name, "credentials already exist")
+                    debug!(secret = %name, "credentials already exist");
+                    None
                 }
                 Err(source) => return Err(CredentialsError { name, source }),
-            }
-            ctx.recent_writes.record("Secret", namespace, &name, "");
+            };
+            let versions = Versions {
+                before: None,
+                after,
+            };
+            ctx.recent_writes
+                .record("Secret", namespace, &name, "", versions);
         } else if stale(&name) {
             let rotation = rotation.unwrap_or_default();
             if let Some(current) = ctx.caches.secret(namespace, &name)
@@ -104,19 +124,29 @@ pub async fn ensure_credentials(
                     .map(|(k, v)| (k, ByteString(v.into_bytes())))
                     .collect()
             });
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .map_err(|source| CredentialsError {
-                name: name.clone(),
-                source,
-            })?;
+            let before = cached_version(&name);
+            let rotated = api
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await
+                .map_err(|source| CredentialsError {
+                    name: name.clone(),
+                    source,
+                })?;
             info!(secret = %name, "credentials rotated");
-            ctx.recent_writes
-                .record("Secret", namespace, &name, rotation);
+            ctx.recent_writes.record(
+                "Secret",
+                namespace,
+                &name,
+                rotation,
+                Versions {
+                    before,
+                    after: rotated.resource_version(),
+                },
+            );
             written.push(name);
         }
     }
@@ -127,10 +157,19 @@ pub async fn ensure_credentials(
 /// someone else changed a field we own.
 pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
     let hash = child.spec_hash();
-    if ctx
-        .recent_writes
-        .contains(child.kind().as_str(), namespace, child.name(), hash)
-    {
+    let cached_version = ctx
+        .caches
+        .with_meta(child.kind(), namespace, child.name(), |meta| {
+            meta.resource_version.clone()
+        })
+        .flatten();
+    if ctx.recent_writes.contains(
+        child.kind().as_str(),
+        namespace,
+        child.name(),
+        hash,
+        cached_version.as_deref(),
+    ) {
         return false;
     }
     let current = ctx
@@ -152,7 +191,10 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
     current != Some(true)
 }
 
-async fn apply_typed<K>(client: &Client, namespace: &str, obj: &K) -> Result<(), kube::Error>
+/// The resourceVersion the API server answered a write with.
+type Answered = Option<String>;
+
+async fn apply_typed<K>(client: &Client, namespace: &str, obj: &K) -> Result<Answered, kube::Error>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -167,7 +209,7 @@ where
         &Patch::Apply(obj),
     )
     .await
-    .map(|_| ())
+    .map(|o| o.resource_version())
 }
 
 async fn delete_typed<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
@@ -190,7 +232,7 @@ async fn apply_dynamic(
     namespace: &str,
     obj: &DynamicObject,
     resource: &ApiResource,
-) -> Result<(), kube::Error> {
+) -> Result<Answered, kube::Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
     api.patch(
         &obj.name_any(),
@@ -198,7 +240,7 @@ async fn apply_dynamic(
         &Patch::Apply(obj),
     )
     .await
-    .map(|_| ())
+    .map(|o| o.resource_version())
 }
 
 async fn delete_dynamic(
@@ -215,7 +257,11 @@ async fn delete_dynamic(
     }
 }
 
-async fn apply_child(client: &Client, namespace: &str, child: &Child) -> Result<(), kube::Error> {
+async fn apply_child(
+    client: &Client,
+    namespace: &str,
+    child: &Child,
+) -> Result<Answered, kube::Error> {
     match child {
         Child::ConfigMap(o) => apply_typed(client, namespace, o).await,
         Child::Service(o) => apply_typed(client, namespace, o).await,
@@ -275,15 +321,24 @@ pub async fn apply_children(
             continue;
         }
         let (kind, name) = (child.kind(), child.name().to_owned());
-        apply_child(&ctx.client, namespace, child)
+        let before = ctx
+            .caches
+            .with_meta(kind, namespace, &name, |meta| meta.resource_version.clone())
+            .flatten();
+        let after = apply_child(&ctx.client, namespace, child)
             .await
             .map_err(|source| ApplyError::Apply {
                 kind,
                 name: name.clone(),
                 source,
             })?;
-        ctx.recent_writes
-            .record(kind.as_str(), namespace, &name, child.spec_hash());
+        ctx.recent_writes.record(
+            kind.as_str(),
+            namespace,
+            &name,
+            child.spec_hash(),
+            Versions { before, after },
+        );
         info!(%kind, %name, "applied");
         applied.applied.push((kind, name));
     }
@@ -292,12 +347,20 @@ pub async fn apply_children(
             .children
             .iter()
             .any(|c| c.kind() == kind && c.name() == name);
-        if wanted
-            || ns != namespace
-            || ctx
-                .recent_writes
-                .contains(kind.as_str(), namespace, &name, DELETED)
-        {
+        if wanted || ns != namespace {
+            continue;
+        }
+        let cached_version = ctx
+            .caches
+            .with_meta(kind, namespace, &name, |meta| meta.resource_version.clone())
+            .flatten();
+        if ctx.recent_writes.contains(
+            kind.as_str(),
+            namespace,
+            &name,
+            DELETED,
+            cached_version.as_deref(),
+        ) {
             continue;
         }
         delete_child(&ctx.client, kind, namespace, &name)
@@ -307,8 +370,16 @@ pub async fn apply_children(
                 name: name.clone(),
                 source,
             })?;
-        ctx.recent_writes
-            .record(kind.as_str(), namespace, &name, DELETED);
+        ctx.recent_writes.record(
+            kind.as_str(),
+            namespace,
+            &name,
+            DELETED,
+            Versions {
+                before: cached_version,
+                after: None,
+            },
+        );
         info!(%kind, %name, "deleted: no longer desired");
         applied.pruned.push((kind, name));
     }

@@ -39,7 +39,28 @@ pub struct Caches {
     /// Empty (and ready) when the prometheus-operator CRDs are not installed.
     pub service_monitors: Store<DynamicObject>,
     pub pod_monitors: Store<DynamicObject>,
+    /// Whether every store has delivered its first list (see [`Caches::track_listing`]).
+    pub listed: Listed,
 }
+
+/// Published once every cache has listed. kube's `Store::wait_until_ready` wakes only one
+/// of several tasks waiting on it at once (its DelayedInit polls a oneshot receiver, which
+/// keeps a single waker): with BlockSights queued before the caches listed, the others
+/// would wait forever. So one task waits on the stores, and any number wait here.
+#[derive(Clone, Debug)]
+pub struct Listed(tokio::sync::watch::Receiver<bool>);
+
+impl Default for Listed {
+    /// Never listed: [`Caches::track_listing`] replaces it.
+    fn default() -> Self {
+        Listed(tokio::sync::watch::channel(false).1)
+    }
+}
+
+/// The watches stopped before every cache listed (the controller is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the watch caches stopped before their first list")]
+pub struct CachesStopped;
 
 /// A ready, empty cache of monitors, for clusters without the prometheus-operator CRDs.
 pub fn empty_monitor_store(resource: ApiResource) -> Store<DynamicObject> {
@@ -161,10 +182,32 @@ impl Caches {
         out
     }
 
-    /// Wait until every cache holds its first complete list.
-    pub async fn wait_until_ready(
-        &self,
-    ) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
+    /// Start the one task that waits for every store's first list and publishes it to
+    /// [`Caches::wait_until_ready`]. Call once, before anything waits.
+    pub fn track_listing(mut self) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stores = self.clone();
+        tokio::spawn(async move {
+            if stores.wait_for_stores().await.is_ok() {
+                let _ = tx.send(true);
+            }
+        });
+        self.listed = Listed(rx);
+        self
+    }
+
+    /// Wait until every cache holds its first complete list (any number of tasks may wait).
+    pub async fn wait_until_ready(&self) -> Result<(), CachesStopped> {
+        let mut listed = self.listed.0.clone();
+        listed
+            .wait_for(|listed| *listed)
+            .await
+            .map(|_| ())
+            .map_err(|_| CachesStopped)
+    }
+
+    /// Wait on each store in turn: only for [`Caches::track_listing`]'s single task.
+    async fn wait_for_stores(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
         self.config_maps.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
@@ -182,34 +225,128 @@ impl Caches {
 /// (kind, namespace, name) of a written object.
 type ObjectKey = (&'static str, String, String);
 
-/// Writes made but maybe not yet seen by the watches: a reconcile triggered before the
-/// watch event arrives must not send the same write again.
-#[derive(Default)]
-pub struct RecentWrites {
-    /// The hash written, and when.
-    writes: Mutex<HashMap<ObjectKey, (String, Instant)>>,
+/// The resourceVersions around one write: what the cache showed when we decided to write
+/// (None: the object was absent from it) and what the API server answered (None for a
+/// delete, or when unknown).
+#[derive(Clone, Debug, Default)]
+pub struct Versions {
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
-/// How long a write is trusted over a cache that does not show it yet.
+/// Our latest write to one object that the watches may not have delivered yet.
+struct Written<T> {
+    value: T,
+    /// The versions the cache may still show that are older than this write: the one it
+    /// showed when we first wrote over it, and those our own earlier writes produced since.
+    /// While the cache shows one of them, our write is the truth; once it shows anything
+    /// else, it has seen our write (or a later change) and is the truth again.
+    stale: Vec<Option<String>>,
+    after: Option<String>,
+    at: Instant,
+}
+
+/// A safety net for a watch that stopped delivering: normally the cache catches up within
+/// milliseconds.
 const RECENT_WRITE_TTL: Duration = Duration::from_secs(30);
 
-impl RecentWrites {
-    pub fn record(&self, kind: &'static str, namespace: &str, name: &str, hash: &str) {
+/// Writes made but maybe not yet seen by the watches: a reconcile triggered before the
+/// watch event arrives (by the event of another child, say) must not send the same write
+/// again. An entry lasts until the cache moves past every version older than our write;
+/// resourceVersions are only compared for equality, as the API asks.
+pub struct Recent<K, T> {
+    writes: Mutex<HashMap<K, Written<T>>>,
+}
+
+impl<K, T> Default for Recent<K, T> {
+    fn default() -> Self {
+        Recent {
+            writes: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, T: Clone> Recent<K, T> {
+    /// Remember that `value` was written (see [`Versions`]).
+    pub fn record(&self, key: K, value: T, versions: Versions) {
         let mut writes = self.writes.lock().expect("not poisoned");
-        writes.retain(|_, (_, at)| at.elapsed() < RECENT_WRITE_TTL);
+        writes.retain(|_, w| w.at.elapsed() < RECENT_WRITE_TTL);
+        // A second write over the same stale cache: the cache may next show our first
+        // write, which is older than this one.
+        let stale = match writes.remove(&key) {
+            Some(mut earlier) if earlier.stale.contains(&versions.before) => {
+                earlier.stale.push(earlier.after);
+                earlier.stale
+            }
+            _ => vec![versions.before],
+        };
         writes.insert(
-            (kind, namespace.to_owned(), name.to_owned()),
-            (hash.to_owned(), Instant::now()),
+            key,
+            Written {
+                value,
+                stale,
+                after: versions.after,
+                at: Instant::now(),
+            },
         );
     }
 
-    pub fn contains(&self, kind: &'static str, namespace: &str, name: &str, hash: &str) -> bool {
-        let writes = self.writes.lock().expect("not poisoned");
-        writes
-            .get(&(kind, namespace.to_owned(), name.to_owned()))
-            .is_some_and(|(h, at)| h == hash && at.elapsed() < RECENT_WRITE_TTL)
+    /// What we wrote, while the cache (at `cached_version`) has not caught up with it.
+    pub fn newer_than_cache(&self, key: &K, cached_version: Option<&str>) -> Option<T> {
+        let mut writes = self.writes.lock().expect("not poisoned");
+        let written = writes.get(key)?;
+        let cache_is_older = written.stale.iter().any(|v| v.as_deref() == cached_version);
+        if !cache_is_older || written.at.elapsed() >= RECENT_WRITE_TTL {
+            writes.remove(key);
+            return None;
+        }
+        Some(written.value.clone())
     }
 }
+
+/// Children and credentials written (the value is the spec hash, the rotation id or a
+/// deletion marker).
+#[derive(Default)]
+pub struct RecentWrites(Recent<ObjectKey, String>);
+
+impl RecentWrites {
+    pub fn record(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        hash: &str,
+        versions: Versions,
+    ) {
+        self.0.record(
+            (kind, namespace.to_owned(), name.to_owned()),
+            hash.to_owned(),
+            versions,
+        );
+    }
+
+    /// Whether we wrote `hash` to the object and the cache (at `cached_version`, None when the
+    /// cache does not hold it) does not show that write yet.
+    pub fn contains(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        hash: &str,
+        cached_version: Option<&str>,
+    ) -> bool {
+        self.0
+            .newer_than_cache(
+                &(kind, namespace.to_owned(), name.to_owned()),
+                cached_version,
+            )
+            .is_some_and(|h| h == hash)
+    }
+}
+
+/// Status written to each BlockSight, by (namespace, name): the status a reconcile compares
+/// with while the BlockSight in the cache still carries the older one.
+pub type RecentStatus = Recent<(String, String), Arc<crate::crd::BlockSightStatus>>;
 
 /// Shared by every reconciliation.
 pub struct Context {
@@ -219,6 +356,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: BuildSettings,
     pub recent_writes: RecentWrites,
+    pub recent_status: RecentStatus,
     /// How often a converged BlockSight is reconciled again.
     pub resync: Duration,
     /// The chain probes: one loop per BlockSight, and what they last published.
@@ -243,5 +381,87 @@ impl Context {
             .lock()
             .expect("not poisoned")
             .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ObjectKey {
+        ("ConfigMap", "ns".to_owned(), "a".to_owned())
+    }
+
+    fn versions(before: Option<&str>, after: Option<&str>) -> Versions {
+        Versions {
+            before: before.map(str::to_owned),
+            after: after.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_write_is_trusted_while_the_cache_shows_what_it_showed_before() {
+        let recent: Recent<ObjectKey, String> = Recent::default();
+        recent.record(key(), "h1".to_owned(), versions(Some("10"), Some("11")));
+        // The cache has not seen our write yet.
+        assert_eq!(
+            recent.newer_than_cache(&key(), Some("10")),
+            Some("h1".into())
+        );
+        assert_eq!(
+            recent.newer_than_cache(&key(), Some("10")),
+            Some("h1".into())
+        );
+        // It moved on (our write or a later edit): the cache is the truth, for good.
+        assert_eq!(recent.newer_than_cache(&key(), Some("11")), None);
+        assert_eq!(recent.newer_than_cache(&key(), Some("10")), None);
+    }
+
+    #[test]
+    fn a_second_write_over_a_stale_cache_outlives_the_first_write_showing_up() {
+        let recent: Recent<ObjectKey, String> = Recent::default();
+        recent.record(key(), "s1".to_owned(), versions(Some("10"), Some("11")));
+        recent.record(key(), "s2".to_owned(), versions(Some("10"), Some("12")));
+        assert_eq!(
+            recent.newer_than_cache(&key(), Some("10")),
+            Some("s2".into())
+        );
+        // The watch delivers our first write: still older than the second.
+        assert_eq!(
+            recent.newer_than_cache(&key(), Some("11")),
+            Some("s2".into())
+        );
+        assert_eq!(recent.newer_than_cache(&key(), Some("12")), None);
+    }
+
+    #[test]
+    fn a_write_over_a_fresh_cache_starts_afresh() {
+        let recent: Recent<ObjectKey, String> = Recent::default();
+        recent.record(key(), "s1".to_owned(), versions(Some("10"), Some("11")));
+        recent.record(key(), "s2".to_owned(), versions(Some("11"), Some("12")));
+        assert_eq!(recent.newer_than_cache(&key(), Some("10")), None);
+    }
+
+    #[test]
+    fn a_create_is_trusted_until_the_object_appears() {
+        let recent: Recent<ObjectKey, String> = Recent::default();
+        recent.record(key(), String::new(), versions(None, Some("1")));
+        assert!(recent.newer_than_cache(&key(), None).is_some());
+        assert!(recent.newer_than_cache(&key(), Some("1")).is_none());
+    }
+
+    #[test]
+    fn recent_writes_match_the_hash_written() {
+        let writes = RecentWrites::default();
+        writes.record(
+            "ConfigMap",
+            "ns",
+            "a",
+            "h1",
+            versions(Some("10"), Some("11")),
+        );
+        assert!(!writes.contains("ConfigMap", "ns", "a", "h2", Some("10")));
+        assert!(writes.contains("ConfigMap", "ns", "a", "h1", Some("10")));
+        assert!(!writes.contains("Service", "ns", "a", "h1", Some("10")));
     }
 }

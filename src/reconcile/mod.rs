@@ -93,14 +93,27 @@ pub async fn reconcile(
         }
     };
 
-    let previous = bs.status.as_ref();
+    // The status we wrote last, while the cached BlockSight does not show it yet: a
+    // reconcile triggered by our own child writes must not write the same status again.
+    let written = ctx
+        .recent_status
+        .newer_than_cache(&key, bs.resource_version().as_deref());
+    let previous = written.as_deref().or(bs.status.as_ref());
     let chain = observation
         .as_ref()
         .filter(|_| matches!(outcome, Outcome::Applied { .. }));
     let new_status = status::compute(previous, bs.meta().generation, &outcome, chain, now());
     if previous != Some(&new_status) {
         let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
-        status::write(&api, &name, &new_status).await?;
+        let after = status::write(&api, &name, &new_status).await?;
+        ctx.recent_status.record(
+            key.clone(),
+            Arc::new(new_status.clone()),
+            context::Versions {
+                before: bs.resource_version(),
+                after,
+            },
+        );
         publish_transitions(&ctx, bs, previous, &new_status).await;
     }
     let components: Vec<(String, i32, i32)> = new_status

@@ -394,12 +394,13 @@ pub fn condition_status<'a>(status: Option<&'a BlockSightStatus>, kind: &str) ->
         .map(|c| c.status.as_str())
 }
 
-/// Write `status` with server-side apply on the status subresource.
+/// Write `status` with server-side apply on the status subresource; returns the
+/// BlockSight's resourceVersion after the write.
 pub async fn write(
     api: &Api<BlockSight>,
     name: &str,
     status: &BlockSightStatus,
-) -> Result<(), StatusError> {
+) -> Result<Option<String>, StatusError> {
     let patch = json!({
         "apiVersion": "blocksight.live/v1alpha1",
         "kind": "BlockSight",
@@ -411,7 +412,7 @@ pub async fn write(
         &Patch::Apply(&patch),
     )
     .await
-    .map(|_| ())
+    .map(|o| o.metadata.resource_version)
     .map_err(StatusError)
 }
 

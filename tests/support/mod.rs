@@ -170,7 +170,9 @@ pub fn caches() -> (Caches, CacheWriters) {
             ingresses,
             service_monitors,
             pod_monitors,
-        },
+            listed: Default::default(),
+        }
+        .track_listing(),
         CacheWriters {
             config_maps: cm,
             secrets: se,
@@ -350,6 +352,7 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
         metrics: metrics.clone(),
         settings: BuildSettings::default(),
         recent_writes: RecentWrites::default(),
+        recent_status: Default::default(),
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
         resync: std::time::Duration::from_secs(300),
