@@ -146,6 +146,25 @@ fi
 step "cargo test (unit, builders, controller against a mock API server)"
 CI=true cargo test --locked --all-targets
 
+# --- BEGIN fake API server and benchmark smoke run (tests/fake-apiserver) ------------------
+# The dev-only workspace member: lint, its tests (the fake itself, and the real `run` code
+# path in-process against it), then the benchmark on the debug build with 10 BlockSights.
+# --check fails the step when a request-count target is missed (steady state, creation,
+# spec change, restart); times and memory mean something only in release: see
+# docs/performance.md for the full run.
+step "fake API server: lint, tests, benchmark smoke run (N=10)"
+cargo fmt --check -p blocksight-fake-apiserver
+cargo clippy --locked -p blocksight-fake-apiserver --all-targets -- -D warnings
+CI=true cargo test --locked -p blocksight-fake-apiserver
+cargo build --locked -p blocksight-fake-apiserver --bin blocksight-bench
+bench_json=$(mktemp)
+target/debug/blocksight-bench --operator "$BLOCKSIGHT_BIN" --n 10 --resync-seconds 1 \
+  --steady-seconds 5 --converge-timeout-seconds 120 --render-seconds 1 --check \
+  --output "$bench_json" >/dev/null
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["runs"][0]; print("N=10: converged in", r["creation"]["seconds_to_converge"], "s; steady state:", r["steady_state"]["requests"]["writes"], "writes,", r["steady_state"]["requests"]["reads_get_list"], "GET/LIST")' "$bench_json"
+rm -f "$bench_json"
+# --- END fake API server and benchmark smoke run ------------------------------------------
+
 step "end-to-end tests (real cluster)"
 if [ -n "${BLOCKSIGHT_E2E_KUBECONFIG:-}" ]; then
   cargo test --locked --test e2e -- --ignored --test-threads=1
