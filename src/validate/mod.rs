@@ -257,6 +257,14 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
         .filter(|v| v.enabled)
         .and_then(|v| match Schedule::parse(&v.schedule) {
             Ok(schedule) => Some(schedule),
+            // The CEL rule already named it: one message per problem.
+            Err(_)
+                if problems
+                    .iter()
+                    .any(|p| p.field == "spec.volumeSnapshots.schedule") =>
+            {
+                None
+            }
             Err(e) => {
                 problems.push(FieldError {
                     field: "spec.volumeSnapshots.schedule".into(),
