@@ -478,3 +478,33 @@ fn the_operator_may_create_and_delete_snapshots_but_not_change_them() {
         "delete"
     ));
 }
+
+#[test]
+fn defaults_take_both_volumes_keep_three_and_skip_a_disabled_electrs() {
+    let snapshots = |yaml: &str| {
+        validate::validate(&blocksight(yaml))
+            .expect("valid")
+            .volume_snapshots
+    };
+    let base = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: m}\nspec:\n  network: signet\n";
+    let both = snapshots(&format!(
+        "{base}  volumeSnapshots: {{schedule: '@weekly'}}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        both.components,
+        [SnapshotComponent::Bitcoind, SnapshotComponent::Electrs]
+    );
+    assert_eq!((both.keep_last, both.class_name), (3, None));
+    assert_eq!(both.schedule.as_str(), "@weekly");
+    let no_electrs = snapshots(&format!(
+        "{base}  electrs: {{enabled: false}}\n  volumeSnapshots: {{schedule: '@weekly'}}\n"
+    ))
+    .unwrap();
+    assert_eq!(no_electrs.components, [SnapshotComponent::Bitcoind]);
+    let off = snapshots(&format!(
+        "{base}  volumeSnapshots: {{enabled: false, schedule: '@weekly'}}\n"
+    ));
+    assert_eq!(off, None);
+    assert_eq!(snapshots(base), None);
+}
