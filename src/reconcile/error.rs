@@ -95,7 +95,7 @@ impl Error {
             Error::Credentials(_) => "CredentialsFailed",
             Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
             Error::Apply(ApplyError::Prune { .. }) => "PruneFailed",
-            Error::Snapshot(_) => "VolumeSnapshotFailed",
+            Error::Snapshot(_) => "VolumeSnapshotRequestFailed",
             Error::Status(_) => "StatusFailed",
         }
     }
