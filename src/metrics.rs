@@ -107,6 +107,15 @@ pub struct BackupMetrics {
     pub verification_last_duration: Family<InstanceLabels, FloatGauge>,
 }
 
+/// Scheduled VolumeSnapshots of the chain data, set by the snapshot step.
+#[derive(Clone, Default)]
+pub struct SnapshotMetrics {
+    pub last_ready_timestamp: Family<ComponentLabels, Gauge>,
+}
+
+/// The components whose volumes can be snapshotted (the `component` label).
+const SNAPSHOT_COMPONENTS: [&str; 2] = ["bitcoind", "electrs"];
+
 fn probe_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
@@ -131,6 +140,7 @@ pub struct Metrics {
     pub reconcile: ReconcileMetrics,
     pub chain: ChainMetrics,
     pub backup: BackupMetrics,
+    pub snapshots: SnapshotMetrics,
 }
 
 impl Default for Metrics {
@@ -318,12 +328,21 @@ impl Metrics {
             backup.verification_last_duration.clone(),
         );
 
+        let snapshots = SnapshotMetrics::default();
+        registry.register_with_unit(
+            "volume_snapshot_last_ready_timestamp",
+            "When the newest ready VolumeSnapshot of a component's volume was cut (Unix time)",
+            Unit::Seconds,
+            snapshots.last_ready_timestamp.clone(),
+        );
+
         Self {
             registry,
             leader,
             reconcile,
             chain,
             backup,
+            snapshots,
         }
     }
 
@@ -403,6 +422,45 @@ impl Metrics {
         }
     }
 
+    /// Publish when the newest ready snapshot of a component was cut; no series until one is.
+    pub fn record_snapshot_ready(
+        &self,
+        namespace: &str,
+        name: &str,
+        component: &str,
+        last_ready_unix: Option<i64>,
+    ) {
+        let labels = ComponentLabels {
+            namespace: namespace.to_owned(),
+            blocksight: name.to_owned(),
+            component: component.to_owned(),
+        };
+        match last_ready_unix {
+            Some(seconds) => {
+                self.snapshots
+                    .last_ready_timestamp
+                    .get_or_create(&labels)
+                    .set(seconds);
+            }
+            None => {
+                self.snapshots.last_ready_timestamp.remove(&labels);
+            }
+        }
+    }
+
+    /// Drop the snapshot series of a BlockSight (snapshots disabled, or it is deleted).
+    pub fn forget_snapshots(&self, namespace: &str, name: &str) {
+        for component in SNAPSHOT_COMPONENTS {
+            self.snapshots
+                .last_ready_timestamp
+                .remove(&ComponentLabels {
+                    namespace: namespace.to_owned(),
+                    blocksight: name.to_owned(),
+                    component: component.to_owned(),
+                });
+        }
+    }
+
     /// Drop the chain series of a BlockSight whose poll loop stopped.
     pub fn forget_chain(&self, namespace: &str, name: &str, network: &str) {
         let chain = ChainLabels {
@@ -458,6 +516,7 @@ impl Metrics {
             family.remove(&instance);
         }
         self.backup.failures.remove(&instance);
+        self.forget_snapshots(namespace, name);
         for service in PROBED_SERVICES {
             let labels = ServiceLabels {
                 namespace: namespace.to_owned(),

@@ -80,7 +80,13 @@ pub const WATCH_SCOPE: &[Rule] = &[
         &["servicemonitors", "podmonitors", "prometheusrules"],
         CHILD_VERBS,
     ),
-    rule("snapshot.storage.k8s.io", &["volumesnapshots"], CHILD_VERBS),
+    // Scheduled chain-data snapshots: created once per slot (never applied, never updated),
+    // read from a watch, pruned beyond keepLast.
+    rule(
+        "snapshot.storage.k8s.io",
+        &["volumesnapshots"],
+        &["list", "watch", "create", "delete"],
+    ),
     // events.k8s.io/v1 Events: the recorder creates, then patches the count of a repeat.
     rule("events.k8s.io", &["events"], &["create", "patch"]),
 ];

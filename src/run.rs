@@ -23,18 +23,18 @@ use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY};
+use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, volume_snapshot};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
 use crate::crd::BlockSight;
 use crate::metrics::Metrics;
-use crate::reconcile::context::empty_monitor_store;
+use crate::reconcile::context::{empty_monitor_store, system_clock};
 use crate::reconcile::{self, Caches, Context, RecentWrites, drift};
 
 /// Settings of `blocksight run`.
@@ -269,7 +269,19 @@ async fn prometheus_operator_installed(client: &Client) -> bool {
     }
 }
 
-/// A reflector of ServiceMonitors or PodMonitors (when `installed`; otherwise an empty, ready
+/// Whether the cluster serves snapshot.storage.k8s.io/v1 VolumeSnapshots (the
+/// external-snapshotter CRDs).
+async fn volume_snapshots_served(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("snapshot.storage.k8s.io/v1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "volumesnapshots"),
+        Err(_) => false,
+    }
+}
+
+/// A reflector of a custom resource such as ServiceMonitors (when `installed`; otherwise an empty, ready
 /// cache and a stream that never yields).
 fn monitor_reflector(
     client: &Client,
@@ -411,6 +423,20 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     );
     let (pod_monitors, pod_monitor_events) =
         monitor_reflector(&client, ns, &children, pod_monitor_resource(), monitoring);
+    // The operator's scheduled VolumeSnapshots, where the cluster serves them. Whole
+    // objects: their status says whether they are ready or failed.
+    let snapshots_served = volume_snapshots_served(&client).await;
+    info!(
+        served = snapshots_served,
+        "VolumeSnapshot API (snapshot.storage.k8s.io/v1)"
+    );
+    let (volume_snapshots, volume_snapshot_events) = monitor_reflector(
+        &client,
+        ns,
+        &watcher::Config::default().labels(&volume_snapshot::watch_selector()),
+        volume_snapshot::resource(),
+        snapshots_served,
+    );
     let caches = Caches {
         config_maps,
         secrets,
@@ -423,6 +449,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         ingresses,
         service_monitors,
         pod_monitors,
+        volume_snapshots,
         listed: Default::default(),
     }
     .track_listing();
@@ -464,6 +491,19 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(ingress_events)
         .owns_stream_with(service_monitor_events, service_monitor_resource())
         .owns_stream_with(pod_monitor_events, pod_monitor_resource())
+        // Snapshots are not owned under deletionPolicy Retain: map them by their labels, so
+        // one becoming ready or failing updates the BlockSight's status.
+        .watches_stream_with(
+            volume_snapshot_events,
+            |snapshot: DynamicObject| {
+                let instance = snapshot.labels().get("app.kubernetes.io/instance").cloned();
+                let namespace = snapshot.namespace();
+                instance
+                    .zip(namespace)
+                    .map(|(name, namespace)| ObjectRef::new(&name).within(&namespace))
+            },
+            volume_snapshot::resource(),
+        )
         // The chain probes ask for a reconcile when what they found changed.
         .reconcile_on(
             reconcile_requests.map(|(namespace, name): (String, String)| {
@@ -507,6 +547,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         failures: Default::default(),
         poller: poller.clone(),
         resync: config.resync_interval,
+        volume_snapshot_api: snapshots_served,
+        clock: system_clock(),
+        warned_snapshots: Default::default(),
     });
 
     {

@@ -87,6 +87,55 @@ fn the_crd_cel_rules_reject_every_cel_case_on_their_own() {
     assert!(checked >= 20);
 }
 
+/// tests/invalid/transitions: updates the API server refuses by a transition rule (the
+/// first document is the stored object, the second the update). Each new object is valid
+/// on its own, so `render` (which sees one object) accepts it; only the change is refused.
+#[test]
+fn the_crd_transition_rules_reject_every_update_in_the_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid/transitions");
+    let mut checked = 0;
+    for path in std::fs::read_dir(&dir).expect("tests/invalid/transitions") {
+        let path = path.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name}: no `# expect:` line"));
+        let (field, reason) = expect.split_once(": ").unwrap();
+        let documents: Vec<BlockSight> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{name}: {e}")))
+            .collect();
+        let [old, new] = documents.as_slice() else {
+            panic!("{name}: two documents expected, the stored object and the update");
+        };
+        assert_eq!(
+            validate::check_cel(old, None),
+            vec![],
+            "{name}: old is valid"
+        );
+        assert_eq!(
+            validate::check_cel(new, None),
+            vec![],
+            "{name}: new is valid alone"
+        );
+        assert_eq!(
+            validate::check_cel(new, Some(new)),
+            vec![],
+            "{name}: no-op update"
+        );
+        let problems = validate::check_cel(new, Some(old));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == field && p.reason.contains(reason)),
+            "{name}: CEL gave {problems:?}, expected {expect}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
 #[test]
 fn valid_examples_pass_the_cel_rules() {
     for yaml in [

@@ -229,6 +229,7 @@ fn populated() -> Metrics {
     b.last_duration.get_or_create(&i).set(1.0);
     b.verification_last_duration.get_or_create(&i).set(1.0);
     b.failures.get_or_create(&i).inc();
+    m.record_snapshot_ready("n", "b", "bitcoind", Some(1));
     m
 }
 
@@ -324,6 +325,46 @@ fn every_metric_used_by_rules_and_dashboards_is_exported_or_documented() {
     ] {
         assert!(used.contains(m), "{m} is used");
     }
+}
+
+/// First-column metric names of docs/metrics.md's "Metrics exported by the operator" table.
+fn documented_as_exported() -> BTreeSet<String> {
+    let doc = std::fs::read_to_string(repo("docs/metrics.md")).unwrap();
+    let section = doc
+        .split("## Metrics exported by the operator")
+        .nth(1)
+        .expect("the section exists");
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_exported_metric_is_documented_and_every_documented_one_exported() {
+    // Histograms are documented by their base name.
+    let exported: BTreeSet<String> = exported()
+        .into_iter()
+        .map(|m| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| m.strip_suffix(s))
+                .map(str::to_owned)
+                .unwrap_or(m)
+        })
+        .collect();
+    let documented = documented_as_exported();
+    let undocumented: Vec<&String> = exported.difference(&documented).collect();
+    let stale: Vec<&String> = documented.difference(&exported).collect();
+    assert!(
+        undocumented.is_empty(),
+        "not in docs/metrics.md: {undocumented:?}"
+    );
+    assert!(stale.is_empty(), "documented but not exported: {stale:?}");
+    assert!(documented.contains("blocksight_volume_snapshot_last_ready_timestamp_seconds"));
 }
 
 #[test]

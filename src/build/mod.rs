@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod secrets;
+pub mod volume_snapshot;
 pub mod workload;
 
 use std::fmt;

@@ -4,8 +4,8 @@ use k8s_openapi::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy;
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe,
-    SecretKeySelector, SecretVolumeSource, ServicePort, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, ServicePort, TCPSocketAction, TypedLocalObjectReference,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -27,6 +27,15 @@ pub fn claim_template(name: &str, volume: &validate::Volume) -> PersistentVolume
                 requests: Some([("storage".to_owned(), volume.size.clone())].into()),
                 ..Default::default()
             }),
+            // Only read when the claim is created: an existing PVC keeps its data.
+            data_source: volume
+                .from_snapshot
+                .as_ref()
+                .map(|name| TypedLocalObjectReference {
+                    api_group: Some(super::volume_snapshot::GROUP.to_owned()),
+                    kind: super::volume_snapshot::KIND.to_owned(),
+                    name: name.clone(),
+                }),
             ..Default::default()
         }),
         ..Default::default()

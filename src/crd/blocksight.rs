@@ -7,7 +7,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{BlockSightStatus, Placement, Resources, SecretKeyRef, StorageSpec};
+use super::{
+    BlockSightStatus, Placement, Resources, SecretKeyRef, StorageSpec, VolumeSnapshotsSpec,
+};
 
 /// Desired state of a BlockSight installation: Bitcoin Core, electrs, PostgreSQL, Redis,
 /// the BlockSight API and its monitoring, in the BlockSight's namespace.
@@ -36,7 +38,18 @@ use super::{BlockSightStatus, Placement, Resources, SecretKeyRef, StorageSpec};
         .field_path(".bitcoind.prune"),
     validation = Rule::new("!has(self.bitcoind) || !has(self.bitcoind.prune) || self.bitcoind.prune == 0 || (has(self.bitcoind.txindex) && !self.bitcoind.txindex)")
         .message("bitcoind.txindex must be false when bitcoind.prune is set: Bitcoin Core cannot index a pruned chain")
-        .field_path(".bitcoind.txindex")
+        .field_path(".bitcoind.txindex"),
+    // On the spec, not on the field: a rule on an optional field does not see it being
+    // added or removed, and a volume claim template cannot change either way.
+    validation = Rule::new("(has(self.bitcoind) && has(self.bitcoind.storage) && has(self.bitcoind.storage.fromSnapshot) ? self.bitcoind.storage.fromSnapshot : '') == (has(oldSelf.bitcoind) && has(oldSelf.bitcoind.storage) && has(oldSelf.bitcoind.storage.fromSnapshot) ? oldSelf.bitcoind.storage.fromSnapshot : '')")
+        .message("fromSnapshot is immutable: it only seeds a volume when the BlockSight is created; create a new BlockSight to start from another snapshot")
+        .field_path(".bitcoind.storage.fromSnapshot"),
+    validation = Rule::new("(has(self.electrs) && has(self.electrs.storage) && has(self.electrs.storage.fromSnapshot) ? self.electrs.storage.fromSnapshot : '') == (has(oldSelf.electrs) && has(oldSelf.electrs.storage) && has(oldSelf.electrs.storage.fromSnapshot) ? oldSelf.electrs.storage.fromSnapshot : '')")
+        .message("fromSnapshot is immutable: it only seeds a volume when the BlockSight is created; create a new BlockSight to start from another snapshot")
+        .field_path(".electrs.storage.fromSnapshot"),
+    validation = Rule::new("!has(self.volumeSnapshots) || !has(self.volumeSnapshots.components) || !self.volumeSnapshots.components.exists(c, c == 'electrs') || !has(self.electrs) || !has(self.electrs.enabled) || self.electrs.enabled")
+        .message("volumeSnapshots.components lists electrs, but electrs is disabled")
+        .field_path(".volumeSnapshots.components")
 )]
 pub struct BlockSightSpec {
     /// Bitcoin network: mainnet, testnet, testnet4, signet or regtest. Immutable: a node's
@@ -87,6 +100,12 @@ pub struct BlockSightSpec {
     /// must hold the keys the generated one would (see docs/security.md).
     #[serde(default)]
     pub credentials: CredentialsSpec,
+
+    /// Scheduled VolumeSnapshots of the chain data volumes (bitcoind, electrs), taken by the
+    /// operator; needs the snapshot.storage.k8s.io/v1 API and a CSI driver that snapshots.
+    /// They are not owned by the BlockSight unless deletionPolicy is Delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_snapshots: Option<VolumeSnapshotsSpec>,
 }
 
 /// Existing Secrets to use instead of generated credentials.
@@ -304,6 +323,7 @@ impl Default for ElectrsSpec {
 /// PostgreSQL settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.storage) || !has(self.storage.fromSnapshot)").message("fromSnapshot is only for bitcoind and electrs: restore the database from a backup instead").field_path(".storage.fromSnapshot"))]
 pub struct PostgresSpec {
     /// Container image; defaults to a pinned PostgreSQL release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -510,6 +530,7 @@ pub enum PrometheusOperatorMode {
 /// Prometheus settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.storage) || !has(self.storage.fromSnapshot)").message("fromSnapshot is only for bitcoind and electrs").field_path(".storage.fromSnapshot"))]
 pub struct PrometheusSpec {
     /// Run Prometheus (default true).
     #[serde(default = "default_true")]

@@ -24,6 +24,18 @@ pub struct StorageSpec {
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
     pub storage_class_name: Option<String>,
+    /// Name of a VolumeSnapshot (snapshot.storage.k8s.io/v1) in the BlockSight's namespace
+    /// to create the volume from, e.g. one the operator took of another BlockSight
+    /// (spec.volumeSnapshots): the node starts where the snapshot was taken instead of
+    /// syncing from scratch. bitcoind and electrs only. Used only when the volume is created:
+    /// a PersistentVolumeClaim that already exists (retained from an earlier BlockSight of
+    /// the same name) is never touched. Immutable once the BlockSight exists (a
+    /// StatefulSet's volume claim template cannot change); size must be at least the
+    /// snapshot's restoreSize.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("fromSnapshot must be the name of a VolumeSnapshot (a DNS subdomain)"))]
+    pub from_snapshot: Option<String>,
 }
 
 /// Where a component's pods may run: node selection and taints they tolerate

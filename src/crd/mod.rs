@@ -5,10 +5,12 @@
 
 mod blocksight;
 mod common;
+mod snapshots;
 mod status;
 
 pub use blocksight::*;
 pub use common::*;
+pub use snapshots::*;
 pub use status::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,26 @@ pub struct BlockSightStatus {
     /// The application database, as PostgreSQL reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseStatus>,
+    /// Scheduled VolumeSnapshots of the chain data, per component (spec.volumeSnapshots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_snapshots: Vec<VolumeSnapshotStatus>,
+}
+
+/// Scheduled snapshots of one component's volume.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSnapshotStatus {
+    /// bitcoind or electrs.
+    pub component: String,
+    /// Name of the newest VolumeSnapshot (ready or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot: Option<String>,
+    /// When the newest ready snapshot was cut: the point a restore from it starts at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ready_time: Option<Time>,
+    /// The next slot of the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled: Option<Time>,
 }
 
 /// electrs' index.

@@ -1,7 +1,7 @@
 //! What every reconciliation shares: the client, the watch caches of children, the event
 //! recorder, metrics and settings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, ChildKind};
+use crate::crd::SnapshotComponent;
 use crate::metrics::Metrics;
 
 /// Read-only views of the children the operator watches. Workloads are cached whole (minus
@@ -39,6 +40,9 @@ pub struct Caches {
     /// Empty (and ready) when the prometheus-operator CRDs are not installed.
     pub service_monitors: Store<DynamicObject>,
     pub pod_monitors: Store<DynamicObject>,
+    /// The operator's scheduled VolumeSnapshots, whole (their status is read). Empty (and
+    /// ready) when snapshot.storage.k8s.io/v1 is not served.
+    pub volume_snapshots: Store<DynamicObject>,
     /// Whether every store has delivered its first list (see [`Caches::track_listing`]).
     pub listed: Listed,
 }
@@ -62,7 +66,8 @@ impl Default for Listed {
 #[error("the watch caches stopped before their first list")]
 pub struct CachesStopped;
 
-/// A ready, empty cache of monitors, for clusters without the prometheus-operator CRDs.
+/// A ready, empty cache of a custom resource the cluster does not serve
+/// (prometheus-operator's monitors, VolumeSnapshots).
 pub fn empty_monitor_store(resource: ApiResource) -> Store<DynamicObject> {
     let mut writer = Writer::new(resource);
     let reader = writer.as_reader();
@@ -161,6 +166,35 @@ impl Caches {
         get(&self.deployments, namespace, name)
     }
 
+    /// The scheduled snapshots of one component of one BlockSight (selected by the labels
+    /// the snapshot builder sets: ownership would miss those retained under Retain).
+    pub fn volume_snapshots_of(
+        &self,
+        namespace: &str,
+        blocksight: &str,
+        component: SnapshotComponent,
+    ) -> Vec<Arc<DynamicObject>> {
+        let workload = crate::build::volume_snapshot::component(component);
+        self.volume_snapshots
+            .state()
+            .into_iter()
+            .filter(|o| {
+                let labels = o.labels();
+                o.namespace().as_deref() == Some(namespace)
+                    && labels.get("app.kubernetes.io/instance").map(String::as_str)
+                        == Some(blocksight)
+                    && labels
+                        .get("app.kubernetes.io/component")
+                        .map(String::as_str)
+                        == Some(workload.as_str())
+                    && labels
+                        .get(crate::build::volume_snapshot::SCHEDULED_LABEL)
+                        .map(String::as_str)
+                        == Some("true")
+            })
+            .collect()
+    }
+
     /// Every applied child whose controller is the BlockSight with `uid`, by kind.
     pub fn children_of(&self, uid: &str) -> Vec<(ChildKind, String, String)> {
         let mut out = Vec::new();
@@ -218,7 +252,8 @@ impl Caches {
         self.disruption_budgets.wait_until_ready().await?;
         self.ingresses.wait_until_ready().await?;
         self.service_monitors.wait_until_ready().await?;
-        self.pod_monitors.wait_until_ready().await
+        self.pod_monitors.wait_until_ready().await?;
+        self.volume_snapshots.wait_until_ready().await
     }
 }
 
@@ -363,6 +398,20 @@ pub struct Context {
     pub poller: Arc<crate::chain::poller::Poller>,
     /// Consecutive failures per (namespace, name), for the retry backoff.
     pub failures: Mutex<HashMap<(String, String), u32>>,
+    /// The cluster serves snapshot.storage.k8s.io/v1 VolumeSnapshots (discovered at start).
+    pub volume_snapshot_api: bool,
+    /// The current time; tests set a fixed one (snapshot schedules depend on it).
+    pub clock: Clock,
+    /// Failed VolumeSnapshots already reported by a Warning Event, by (namespace, name).
+    pub warned_snapshots: Mutex<HashSet<(String, String)>>,
+}
+
+/// Where the controller reads the time.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(jiff::Timestamp::now)
 }
 
 impl Context {
@@ -374,6 +423,14 @@ impl Context {
             .or_insert(0);
         *count += 1;
         *count
+    }
+
+    /// True the first time a failed snapshot is seen by this process (one Warning Event each).
+    pub fn first_warning_about(&self, namespace: &str, snapshot: &str) -> bool {
+        self.warned_snapshots
+            .lock()
+            .expect("not poisoned")
+            .insert((namespace.to_owned(), snapshot.to_owned()))
     }
 
     pub fn clear_failures(&self, namespace: &str, name: &str) {

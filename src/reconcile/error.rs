@@ -32,6 +32,23 @@ pub enum ApplyError {
     },
 }
 
+/// Creating or pruning a scheduled VolumeSnapshot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("creating VolumeSnapshot {name}: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting VolumeSnapshot {name} (beyond keepLast): {source}")]
+    Delete {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
 /// Writing the BlockSight's status failed.
 #[derive(Debug, thiserror::Error)]
 #[error("writing status: {0}")]
@@ -51,6 +68,8 @@ pub enum Error {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
     Status(#[from] StatusError),
 }
 
@@ -63,6 +82,7 @@ impl Error {
             Error::Credentials(_) => "credentials",
             Error::Apply(ApplyError::Apply { .. }) => "apply",
             Error::Apply(ApplyError::Prune { .. }) => "prune",
+            Error::Snapshot(_) => "volume_snapshot",
             Error::Status(_) => "status",
         }
     }
@@ -75,6 +95,7 @@ impl Error {
             Error::Credentials(_) => "CredentialsFailed",
             Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
             Error::Apply(ApplyError::Prune { .. }) => "PruneFailed",
+            Error::Snapshot(_) => "VolumeSnapshotRequestFailed",
             Error::Status(_) => "StatusFailed",
         }
     }

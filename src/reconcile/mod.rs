@@ -14,6 +14,7 @@ pub mod apply;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod snapshots;
 pub mod status;
 
 use std::sync::Arc;
@@ -70,7 +71,11 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
 
+    let now_ts = (ctx.clock)();
     let mut observation = None;
+    // None: the snapshot step did not run (invalid or paused); status keeps what it had.
+    let mut snapshot_report = None;
+    let mut snapshot_error = None;
     let (outcome, error) = match validate::validate(bs) {
         Err(invalid) => (
             Outcome::Invalid(invalid.clone()),
@@ -86,7 +91,17 @@ pub async fn reconcile(
             let outcome = if valid.paused {
                 (Outcome::Paused, None)
             } else {
-                apply_pipeline(&ctx, bs, &valid, &observed).await
+                let outcome = apply_pipeline(&ctx, bs, &valid, &observed).await;
+                // Independent of the apply's result: an unrelated failure must not stop
+                // the chain data from being snapshotted.
+                let (report, error) =
+                    snapshots::run(&ctx, &valid, &bs.object_ref(&()), now_ts).await;
+                if valid.volume_snapshots.is_none() {
+                    ctx.metrics.forget_snapshots(&namespace, &name);
+                }
+                snapshot_report = Some(report);
+                snapshot_error = error;
+                outcome
             };
             observation = Some(observed);
             outcome
@@ -102,7 +117,21 @@ pub async fn reconcile(
     let chain = observation
         .as_ref()
         .filter(|_| matches!(outcome, Outcome::Applied { .. }));
-    let new_status = status::compute(previous, bs.meta().generation, &outcome, chain, now());
+    let generation = bs.meta().generation;
+    let now = second_precision(now_ts);
+    let mut new_status = status::compute(previous, generation, &outcome, chain, now.clone());
+    match &snapshot_report {
+        Some(report) => {
+            snapshots::apply_to_status(&mut new_status, previous, report, generation, &now)
+        }
+        None => new_status.conditions.extend(
+            previous
+                .iter()
+                .flat_map(|p| &p.conditions)
+                .filter(|c| c.type_ == snapshots::VOLUME_SNAPSHOTS)
+                .cloned(),
+        ),
+    }
     if previous != Some(&new_status) {
         let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
         let after = status::write(&api, &name, &new_status).await?;
@@ -115,6 +144,7 @@ pub async fn reconcile(
             },
         );
         publish_transitions(&ctx, bs, previous, &new_status).await;
+        snapshots::announce_missing_api(&ctx, &bs.object_ref(&()), previous, &new_status).await;
     }
     let components: Vec<(String, i32, i32)> = new_status
         .components
@@ -128,13 +158,33 @@ pub async fn reconcile(
         &components,
     );
 
-    match error {
+    if let (Some(_), Some(e)) = (&error, &snapshot_error) {
+        // Reported through the first error; this one is retried with it.
+        warn!(error = %e, "volume snapshots");
+    }
+    match error.or(snapshot_error.map(Error::from)) {
         Some(e) => Err(e),
         None => {
             ctx.clear_failures(&namespace, &name);
-            Ok(Action::requeue(ctx.resync))
+            let next_slot = snapshot_report.and_then(|r| r.next_due);
+            Ok(Action::requeue(requeue_after(
+                ctx.resync, now_ts, next_slot,
+            )))
         }
     }
+}
+
+/// The resync, or sooner when a snapshot slot comes first (a second after it, so the slot
+/// has begun whatever the timer's precision).
+pub fn requeue_after(
+    resync: Duration,
+    now: jiff::Timestamp,
+    next_slot: Option<jiff::Timestamp>,
+) -> Duration {
+    next_slot
+        .and_then(|slot| Duration::try_from(slot.duration_since(now)).ok())
+        .map(|until| (until + Duration::from_secs(1)).min(resync))
+        .unwrap_or(resync)
 }
 
 /// Build with the API gate from what the probes found, apply, and observe the workloads.
@@ -200,8 +250,7 @@ async fn apply_all(
 }
 
 /// Kubernetes timestamps have second precision.
-fn now() -> Time {
-    let now = jiff::Timestamp::now();
+fn second_precision(now: jiff::Timestamp) -> Time {
     Time(jiff::Timestamp::from_second(now.as_second()).expect("in range"))
 }
 
@@ -333,6 +382,20 @@ pub fn backoff(attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_slot_before_the_resync_brings_the_requeue_forward() {
+        let now: jiff::Timestamp = "2026-11-29T03:58:00Z".parse().unwrap();
+        let resync = Duration::from_secs(300);
+        let slot = "2026-11-29T04:00:00Z".parse().unwrap();
+        assert_eq!(
+            requeue_after(resync, now, Some(slot)),
+            Duration::from_secs(121)
+        );
+        let far = "2026-12-06T04:00:00Z".parse().unwrap();
+        assert_eq!(requeue_after(resync, now, Some(far)), resync);
+        assert_eq!(requeue_after(resync, now, None), resync);
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_to_five_minutes() {

@@ -382,6 +382,10 @@ pub fn compute(
         chain: chain_status.or_else(|| previous.and_then(|p| p.chain.clone())),
         electrs: electrs.or_else(|| previous.and_then(|p| p.electrs.clone())),
         database: database.or_else(|| previous.and_then(|p| p.database.clone())),
+        // The snapshot step replaces these when it runs; otherwise the last known stay.
+        volume_snapshots: previous
+            .map(|p| p.volume_snapshots.clone())
+            .unwrap_or_default(),
     }
 }
 

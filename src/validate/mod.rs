@@ -17,8 +17,9 @@ use kube::{CustomResourceExt, Resource, ResourceExt};
 
 use crate::crd::{
     BlockSight, DeletionPolicy, Network, Placement, PrometheusOperatorMode, SecretKeyRef,
-    StorageSpec,
+    SnapshotComponent, StorageSpec,
 };
+use crate::schedule::Schedule;
 
 /// One problem with the spec, named by its field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,18 @@ impl fmt::Display for InvalidSpec {
 pub struct Volume {
     pub size: Quantity,
     pub storage_class_name: Option<String>,
+    /// VolumeSnapshot a new claim is created from (bitcoind and electrs only).
+    pub from_snapshot: Option<String>,
+}
+
+/// Scheduled VolumeSnapshots of the chain data, when enabled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VolumeSnapshots {
+    pub schedule: Schedule,
+    pub keep_last: usize,
+    pub class_name: Option<String>,
+    /// The volumes to snapshot, in a fixed order; electrs only while it runs.
+    pub components: Vec<SnapshotComponent>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -163,6 +176,8 @@ pub struct ValidBlockSight {
     /// The value of the `blocksight.live/rotate-credentials` annotation: a new value asks for
     /// new generated credentials and a rolling restart of their consumers.
     pub rotation: Option<String>,
+    /// None when spec.volumeSnapshots is absent or disabled.
+    pub volume_snapshots: Option<VolumeSnapshots>,
 }
 
 /// The CRD schema with its CEL rules compiled once per process.
@@ -234,6 +249,30 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
         "spec.monitoring.grafana.resources",
         &spec.monitoring.grafana.resources,
     );
+    // CEL checks the schedule's shape only; the parser Kubernetes-compatible CronJobs use
+    // decides (ranges, names, steps).
+    let schedule = spec
+        .volume_snapshots
+        .as_ref()
+        .filter(|v| v.enabled)
+        .and_then(|v| match Schedule::parse(&v.schedule) {
+            Ok(schedule) => Some(schedule),
+            // The CEL rule already named it: one message per problem.
+            Err(_)
+                if problems
+                    .iter()
+                    .any(|p| p.field == "spec.volumeSnapshots.schedule") =>
+            {
+                None
+            }
+            Err(e) => {
+                problems.push(FieldError {
+                    field: "spec.volumeSnapshots.schedule".into(),
+                    reason: e.to_string(),
+                });
+                None
+            }
+        });
     if !problems.is_empty() {
         // One problem can be reported by two rules (e.g. a field rule and a struct rule).
         problems.sort_by(|a, b| (&a.field, &a.reason).cmp(&(&b.field, &b.reason)));
@@ -258,6 +297,7 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
             .map(Quantity)
             .unwrap_or_else(|| defaults::storage(component, network)),
         storage_class_name: given.storage_class_name.clone(),
+        from_snapshot: given.from_snapshot.clone(),
     };
     let image =
         |given: &Option<String>, default: &str| given.clone().unwrap_or_else(|| default.to_owned());
@@ -308,6 +348,7 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
                 .map(Quantity)
                 .unwrap_or_else(|| defaults::storage("redis", network)),
             storage_class_name: spec.redis.persistence.storage_class_name.clone(),
+            from_snapshot: None,
         }),
         resources: sized("redis", &spec.redis.resources),
         placement: spec.redis.placement.clone(),
@@ -358,6 +399,26 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
         resources: sized("grafana", &graf.resources),
     });
 
+    let volume_snapshots = match (&spec.volume_snapshots, schedule) {
+        (Some(v), Some(schedule)) => {
+            let mut components = v
+                .components
+                .clone()
+                .unwrap_or_else(|| vec![SnapshotComponent::Bitcoind, SnapshotComponent::Electrs]);
+            components.sort();
+            components.dedup();
+            // The default list names electrs; a disabled electrs has no volume worth taking.
+            components.retain(|c| *c != SnapshotComponent::Electrs || spec.electrs.enabled);
+            Some(VolumeSnapshots {
+                schedule,
+                keep_last: usize::try_from(v.keep_last).unwrap_or(1),
+                class_name: v.volume_snapshot_class_name.clone(),
+                components,
+            })
+        }
+        _ => None,
+    };
+
     Ok(ValidBlockSight {
         name,
         namespace: bs.namespace().unwrap_or_else(|| "default".to_owned()),
@@ -386,6 +447,7 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
             .annotations()
             .get(crate::build::secrets::ROTATE_ANNOTATION)
             .cloned(),
+        volume_snapshots,
     })
 }
 

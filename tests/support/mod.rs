@@ -135,6 +135,7 @@ pub struct CacheWriters {
     pub disruption_budgets:
         Writer<PartialObjectMeta<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
     pub ingresses: Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::Ingress>>,
+    pub volume_snapshots: Writer<kube::api::DynamicObject>,
 }
 
 /// Empty caches that have completed their first list.
@@ -157,6 +158,10 @@ pub fn caches() -> (Caches, CacheWriters) {
     // The scenario clusters have no prometheus-operator CRDs.
     let service_monitors = empty_monitor_store(build::monitors::service_monitor_resource());
     let pod_monitors = empty_monitor_store(build::monitors::pod_monitor_resource());
+    let mut vs = Writer::new(build::volume_snapshot::resource());
+    let volume_snapshots = vs.as_reader();
+    vs.apply_watcher_event(&watcher::Event::Init);
+    vs.apply_watcher_event(&watcher::Event::InitDone);
     (
         Caches {
             config_maps,
@@ -170,6 +175,7 @@ pub fn caches() -> (Caches, CacheWriters) {
             ingresses,
             service_monitors,
             pod_monitors,
+            volume_snapshots,
             listed: Default::default(),
         }
         .track_listing(),
@@ -183,6 +189,7 @@ pub fn caches() -> (Caches, CacheWriters) {
             autoscalers: hp,
             disruption_budgets: pd,
             ingresses: ing,
+            volume_snapshots: vs,
         },
     )
 }
@@ -327,6 +334,21 @@ pub struct Harness {
 }
 
 pub fn harness(caches: Caches, faults: Faults) -> Harness {
+    harness_with(
+        caches,
+        faults,
+        true,
+        blocksight_operator::reconcile::context::system_clock(),
+    )
+}
+
+/// A harness whose cluster may lack the VolumeSnapshot API, with a given clock.
+pub fn harness_with(
+    caches: Caches,
+    faults: Faults,
+    volume_snapshot_api: bool,
+    clock: blocksight_operator::reconcile::context::Clock,
+) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -356,6 +378,9 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
         resync: std::time::Duration::from_secs(300),
+        volume_snapshot_api,
+        clock,
+        warned_snapshots: Default::default(),
     });
     Harness {
         ctx,

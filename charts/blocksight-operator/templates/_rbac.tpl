@@ -48,9 +48,10 @@ server-side apply, so `patch` creates them and neither `create` nor `get` is nee
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors", "podmonitors", "prometheusrules"]
   verbs: ["list", "watch", "patch", "delete"]
+# Scheduled chain-data snapshots: created once per slot, watched, pruned beyond keepLast.
 - apiGroups: ["snapshot.storage.k8s.io"]
   resources: ["volumesnapshots"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 # Kubernetes Events about each BlockSight (the recorder creates, then patches repeats).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
