@@ -66,6 +66,10 @@ pub enum Command {
             default_value = "blocksight-operator-metrics.blocksight-system.svc:8080"
         )]
         operator_metrics_target: String,
+        /// The operator's own image (the chart sets it): Prometheus and Grafana pods run it
+        /// as an init container that writes this release's rules and dashboards.
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::build::DEFAULT_OPERATOR_IMAGE)]
+        operator_image: String,
         /// How often each BlockSight's bitcoind, electrs, PostgreSQL and Redis are probed (jittered).
         #[arg(long, default_value = "30s", value_parser = parse_interval)]
         probe_interval: std::time::Duration,
@@ -98,6 +102,17 @@ pub enum Command {
         /// (ServiceMonitors and PodMonitors under `prometheusOperator: auto`).
         #[arg(long)]
         prometheus_operator: bool,
+        /// The operator image the deployment runs (as the controller would use it).
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::build::DEFAULT_OPERATOR_IMAGE)]
+        operator_image: String,
+    },
+    /// Write the monitoring assets of this release (Prometheus rules or Grafana dashboards)
+    /// into a folder: what the init containers of each BlockSight's Prometheus and Grafana run.
+    Assets {
+        #[arg(value_enum)]
+        set: crate::assets::AssetSet,
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Print the RBAC rules the controller needs (the Helm chart grants exactly these).
     Rbac,
@@ -146,6 +161,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             lease_namespace,
             identity,
             operator_metrics_target,
+            operator_image,
             probe_interval,
             resync_interval,
             no_probes,
@@ -162,6 +178,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 settings: BuildSettings {
                     operator_metrics_target,
                     prometheus_operator_crds: false,
+                    operator_image,
                 },
                 probe_interval,
                 resync_interval,
@@ -193,10 +210,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             output,
             with_secrets,
             prometheus_operator,
+            operator_image,
         } => {
             let text = read_input(&file)?;
             let settings = BuildSettings {
                 prometheus_operator_crds: prometheus_operator,
+                operator_image,
                 ..Default::default()
             };
             match render(&text, output, with_secrets, &settings) {
@@ -214,6 +233,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Backup(args) => Ok(crate::backup::cli::run(args).await),
         Command::Rbac => {
             print!("{}", crate::rbac::to_yaml());
+            Ok(0)
+        }
+        Command::Assets { set, dir } => {
+            for path in set
+                .write(&dir)
+                .with_context(|| format!("writing {set:?} into {}", dir.display()))?
+            {
+                println!("{}", path.display());
+            }
             Ok(0)
         }
         Command::Version => {

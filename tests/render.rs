@@ -254,7 +254,8 @@ fn every_pod_passes_the_restricted_pod_security_standard() {
             for volume in pod["volumes"].as_array().into_iter().flatten() {
                 assert!(volume.get("hostPath").is_none(), "{name}");
             }
-            for container in pod["containers"].as_array().unwrap() {
+            let init = pod["initContainers"].as_array().into_iter().flatten();
+            for container in pod["containers"].as_array().unwrap().iter().chain(init) {
                 let sc = &container["securityContext"];
                 let cname = container["name"].as_str().unwrap();
                 assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}/{cname}");

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::meta::{self, Component};
 use super::secrets::{self, key};
 use super::workload::*;
-use super::{Child, config_map};
-use crate::assets::DASHBOARDS;
+use super::{BuildSettings, Child, config_map};
+use crate::assets::AssetSet;
 use crate::validate::{Grafana, ValidBlockSight};
 
 pub const PORT: i32 = 3000;
@@ -18,10 +18,6 @@ const UID: i64 = 472;
 
 fn provisioning_name(bs: &ValidBlockSight) -> String {
     format!("{}-grafana-provisioning", bs.name)
-}
-
-fn dashboards_name(bs: &ValidBlockSight) -> String {
-    format!("{}-grafana-dashboards", bs.name)
 }
 
 fn provisioning(bs: &ValidBlockSight) -> [(&'static str, String); 2] {
@@ -60,17 +56,12 @@ fn provisioning(bs: &ValidBlockSight) -> [(&'static str, String); 2] {
     ]
 }
 
-pub fn build(bs: &ValidBlockSight, grafana: &Grafana) -> Vec<Child> {
+pub fn build(bs: &ValidBlockSight, grafana: &Grafana, settings: &BuildSettings) -> Vec<Child> {
     let provisioning = provisioning(bs);
-    let dashboards: Vec<(&str, String)> = DASHBOARDS
-        .iter()
-        .map(|(n, c)| (*n, (*c).to_owned()))
-        .collect();
-    let mut hashed = String::new();
-    provisioning
-        .iter()
-        .chain(dashboards.iter())
-        .for_each(|(_, c)| hashed.push_str(c));
+    // The dashboards come from the operator image (see assets_init_container); their
+    // digest rolls the pod when a release changes them.
+    let mut hashed = AssetSet::Dashboards.digest().to_owned();
+    provisioning.iter().for_each(|(_, c)| hashed.push_str(c));
     let credentials = secrets::grafana_secret_name(bs);
     let server = Container {
         env: Some(vec![
@@ -102,7 +93,7 @@ pub fn build(bs: &ValidBlockSight, grafana: &Grafana) -> Vec<Child> {
     let mut volumes = vec![
         empty_dir("data"),
         empty_dir("tmp"),
-        config_map_volume("dashboards", &dashboards_name(bs)),
+        empty_dir("dashboards"),
         config_map_volume("datasources", &provisioning_cm),
         config_map_volume("providers", &provisioning_cm),
     ];
@@ -135,14 +126,19 @@ pub fn build(bs: &ValidBlockSight, grafana: &Grafana) -> Vec<Child> {
             termination_grace_seconds: Some(30),
         },
     );
+    let mut template = template;
+    if let Some(pod) = template.spec.as_mut() {
+        pod.init_containers = Some(vec![assets_init_container(
+            settings,
+            AssetSet::Dashboards,
+            "dashboards",
+            "/var/lib/grafana/dashboards",
+        )]);
+    }
     vec![
         Child::ConfigMap(config_map(
             meta::owned(bs, Component::Grafana, provisioning_cm),
             &provisioning,
-        )),
-        Child::ConfigMap(config_map(
-            meta::owned(bs, Component::Grafana, dashboards_name(bs)),
-            &dashboards,
         )),
         Child::Service(service(
             bs,

@@ -38,7 +38,16 @@ pub struct BuildSettings {
     pub operator_metrics_target: String,
     /// The prometheus-operator CRDs (monitoring.coreos.com/v1) are installed.
     pub prometheus_operator_crds: bool,
+    /// The operator's own image: init containers run it to write the monitoring assets
+    /// (rules, dashboards) of this very release into the Prometheus and Grafana pods.
+    pub operator_image: String,
 }
+
+/// The image of this operator release, when the deployment does not say otherwise.
+pub const DEFAULT_OPERATOR_IMAGE: &str = concat!(
+    "ghcr.io/blocksight-live/blocksight-operator:",
+    env!("CARGO_PKG_VERSION")
+);
 
 impl BuildSettings {
     /// The operator metrics target as (DNS name, port); port 8080 when none is given.
@@ -56,6 +65,7 @@ impl Default for BuildSettings {
             operator_metrics_target: "blocksight-operator-metrics.blocksight-system.svc:8080"
                 .to_owned(),
             prometheus_operator_crds: false,
+            operator_image: DEFAULT_OPERATOR_IMAGE.to_owned(),
         }
     }
 }
@@ -243,7 +253,7 @@ pub fn build_gated(bs: &ValidBlockSight, settings: &BuildSettings, gates: Gates)
         children.extend(prometheus::build(bs, prometheus, settings));
     }
     if let Some(grafana) = &bs.grafana {
-        children.extend(grafana::build(bs, grafana));
+        children.extend(grafana::build(bs, grafana, settings));
     }
     children.extend(monitors::build(bs, settings));
     children.extend(network_policy::build(bs));

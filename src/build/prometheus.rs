@@ -7,7 +7,7 @@ use serde_json::json;
 use super::meta::{self, Component};
 use super::workload::*;
 use super::{BuildSettings, Child, config_map};
-use crate::assets::RULE_FILES;
+use crate::assets::AssetSet;
 use crate::validate::{Postgres, Prometheus, ValidBlockSight};
 
 pub const PORT: i32 = 9090;
@@ -16,10 +16,6 @@ const UID: i64 = 65534;
 
 fn config_name(bs: &ValidBlockSight) -> String {
     format!("{}-prometheus-config", bs.name)
-}
-
-fn rules_name(bs: &ValidBlockSight) -> String {
-    format!("{}-prometheus-rules", bs.name)
 }
 
 /// prometheus.yml. Static targets through Services (and DNS discovery for the API's
@@ -101,12 +97,9 @@ pub fn build(
     settings: &BuildSettings,
 ) -> Vec<Child> {
     let config = prometheus_yml(bs, settings);
-    let rules: Vec<(&str, String)> = RULE_FILES
-        .iter()
-        .map(|(n, c)| (*n, (*c).to_owned()))
-        .collect();
-    let mut hashed = config.clone();
-    rules.iter().for_each(|(_, c)| hashed.push_str(c));
+    // The rules come from the operator image (see assets_init_container); their digest
+    // rolls the pod when a release changes them.
+    let hashed = format!("{config}\n{}", AssetSet::Rules.digest());
     let server = Container {
         args: Some(vec![
             "--config.file=/etc/prometheus/prometheus.yml".to_owned(),
@@ -134,20 +127,25 @@ pub fn build(
             containers: vec![server],
             volumes: vec![
                 config_map_volume("config", &config_name(bs)),
-                config_map_volume("rules", &rules_name(bs)),
+                empty_dir("rules"),
             ],
             placement: None,
             termination_grace_seconds: Some(120),
         },
     );
+    let mut template = template;
+    if let Some(pod) = template.spec.as_mut() {
+        pod.init_containers = Some(vec![assets_init_container(
+            settings,
+            AssetSet::Rules,
+            "rules",
+            "/etc/prometheus-rules",
+        )]);
+    }
     vec![
         Child::ConfigMap(config_map(
             meta::owned(bs, Component::Prometheus, config_name(bs)),
             &[("prometheus.yml", config)],
-        )),
-        Child::ConfigMap(config_map(
-            meta::owned(bs, Component::Prometheus, rules_name(bs)),
-            &rules,
         )),
         Child::Service(service(
             bs,

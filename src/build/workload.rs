@@ -314,3 +314,43 @@ fn pod_annotations(
     }
     (!annotations.is_empty()).then_some(annotations)
 }
+
+/// An init container that writes this operator release's monitoring assets into the
+/// `volume` (an emptyDir) mounted at `path`: the pod then reads them read-only.
+pub fn assets_init_container(
+    settings: &super::BuildSettings,
+    set: crate::assets::AssetSet,
+    volume: &str,
+    path: &str,
+) -> k8s_openapi::api::core::v1::Container {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let set_name = match set {
+        crate::assets::AssetSet::Rules => "rules",
+        crate::assets::AssetSet::Dashboards => "dashboards",
+    };
+    let quantities = |cpu: &str, memory: &str| {
+        Some(std::collections::BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.to_owned())),
+            ("memory".to_owned(), Quantity(memory.to_owned())),
+        ]))
+    };
+    let resources = k8s_openapi::api::core::v1::ResourceRequirements {
+        requests: quantities("10m", "16Mi"),
+        limits: quantities("100m", "64Mi"),
+        ..Default::default()
+    };
+    k8s_openapi::api::core::v1::Container {
+        args: Some(vec![
+            "assets".to_owned(),
+            set_name.to_owned(),
+            "--dir".to_owned(),
+            path.to_owned(),
+        ]),
+        volume_mounts: Some(vec![mount(volume, path, false)]),
+        ..container(
+            &format!("{set_name}-from-operator"),
+            &settings.operator_image,
+            &resources,
+        )
+    }
+}

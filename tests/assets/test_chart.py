@@ -369,3 +369,12 @@ def test_operator_binary_accepts_the_rendered_command_line(chart, blocksight_bin
     read_from_env = set(re.findall(r"\[env: (\w+)=", proc.stdout))
     chart_env = {e["name"] for e in container["env"]} - {"RUST_LOG"}
     assert chart_env <= read_from_env, chart_env - read_from_env
+
+
+@pytest.mark.parametrize("case", sorted(METRICS_CASES))
+def test_the_operator_hands_its_own_image_to_the_monitoring_init_containers(chart, case):
+    """Prometheus and Grafana pods run the operator's image to write its rules and dashboards:
+    it must be exactly the image the operator runs (same release, same digest or tag)."""
+    container = only(objects_of(chart, METRICS_CASES[case]), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OPERATOR_IMAGE"] == container["image"]

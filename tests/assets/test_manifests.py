@@ -64,11 +64,14 @@ def test_rendered_prometheus_config_and_rules_pass_promtool(repo, blocksight_bin
     for example in sorted((repo / "examples").glob("*.yaml")):
         docs = load_all(render(blocksight_bin, example))
         config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-prometheus-config"))
-        rules = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-prometheus-rules"))
+        # The rules come from the operator image: its init container runs `blocksight assets
+        # rules --dir /etc/prometheus-rules`. Run the same command, then check what it wrote.
+        prometheus = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-prometheus"))
+        (init,) = prometheus["spec"]["template"]["spec"]["initContainers"]
+        assert init["args"] == ["assets", "rules", "--dir", "/etc/prometheus-rules"], init
         rules_dir = tmp_path / example.stem / "rules"
-        rules_dir.mkdir(parents=True)
-        for name, text in rules["data"].items():
-            (rules_dir / name).write_text(text)
+        subprocess.run([str(blocksight_bin), "assets", "rules", "--dir", str(rules_dir)], check=True, capture_output=True)
+        assert sorted(p.name for p in rules_dir.iterdir()) == sorted(p.name for p in (repo / "monitoring" / "prometheus" / "rules").glob("*.yaml"))
         # The pod mounts the rules at /etc/prometheus-rules; point the check at the copies.
         text = config["data"]["prometheus.yml"]
         assert "/etc/prometheus-rules/*.yaml" in text
