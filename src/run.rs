@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub probe_interval: Duration,
     /// How often a converged BlockSight is reconciled again.
     pub resync_interval: Duration,
+    /// How long each reconcile step may wait on the API server (see
+    /// [`reconcile::RECONCILE_TIMEOUT`]).
+    pub reconcile_timeout: Duration,
     /// Run the chain probes (off only in benchmarks against a fake API server).
     pub probes: bool,
 }
@@ -558,6 +561,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         failures: Default::default(),
         poller: poller.clone(),
         resync: config.resync_interval,
+        reconcile_timeout: config.reconcile_timeout,
         volume_snapshot_api: snapshots_served,
         clock: system_clock(),
         warned_snapshots: Default::default(),
