@@ -205,6 +205,13 @@ impl Harness {
             .unwrap_or(0)
     }
 
+    /// The operator's /metrics (empty until it serves).
+    pub async fn scrape(&self) -> String {
+        operator::scrape(self.operator().metrics)
+            .await
+            .unwrap_or_default()
+    }
+
     /// blocksight_reconciliations_total from the operator's /metrics (0 until it serves).
     pub async fn reconciliations(&self) -> f64 {
         match operator::scrape(self.operator().metrics).await {
