@@ -77,6 +77,11 @@ pub enum Command {
         /// costs no API request); benchmarks shorten it to simulate hours of steady state.
         #[arg(long, default_value = "5m", value_parser = parse_interval)]
         resync_interval: std::time::Duration,
+        /// How long each step of a reconcile (applying the children, volume snapshots, the
+        /// status write) may wait on the API server; then it fails with category `timeout`
+        /// and is retried with backoff.
+        #[arg(long, default_value = "60s", value_parser = parse_interval)]
+        reconcile_timeout: std::time::Duration,
         /// Do not run the chain probes (benchmarks against a fake API server with no pods).
         #[arg(long, hide = true)]
         no_probes: bool,
@@ -164,6 +169,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             operator_image,
             probe_interval,
             resync_interval,
+            reconcile_timeout,
             no_probes,
         } => {
             init_logging(log_format);
@@ -182,6 +188,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 },
                 probe_interval,
                 resync_interval,
+                reconcile_timeout,
                 probes: !no_probes,
             };
             match run::run(config).await {

@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub probe_interval: Duration,
     /// How often a converged BlockSight is reconciled again.
     pub resync_interval: Duration,
+    /// How long each reconcile step may wait on the API server (see
+    /// [`reconcile::RECONCILE_TIMEOUT`]).
+    pub reconcile_timeout: Duration,
     /// Run the chain probes (off only in benchmarks against a fake API server).
     pub probes: bool,
 }
@@ -330,6 +333,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let server = tokio::spawn(serve(config.metrics_addr, health.clone(), shutdown.clone()));
 
     let lost_leadership = Arc::new(AtomicBool::new(false));
+    let mut leadership = None;
     if !config.leader_election {
         // The only replica: it leads.
         metrics.leader.set(1);
@@ -343,19 +347,25 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             .build()
             .await
             .context("creating the leader election Lease manager")?;
-        let (mut leading, _task) = manager.watch().await;
+        let (mut leading, lease_task) = manager.watch().await;
         info!(lease = %config.lease_name, identity = %config.identity, "waiting for leadership");
         while !*leading.borrow_and_update() {
             tokio::select! {
                 changed = leading.changed() => changed.context("leader election stopped")?,
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => {
+                    // A standby holds nothing, but its Lease task must still end cleanly.
+                    drop(leading);
+                    release_lease(lease_task).await;
+                    info!("shut down");
+                    return Ok(());
+                }
             }
         }
         info!("acquired leadership");
         metrics.leader.set(1);
         health.ready.store(false, Ordering::Relaxed);
         let (shutdown, lost) = (shutdown.clone(), lost_leadership.clone());
-        tokio::spawn(async move {
+        let watcher = tokio::spawn(async move {
             while leading.changed().await.is_ok() {
                 if !*leading.borrow() {
                     lost.store(true, Ordering::Relaxed);
@@ -363,6 +373,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                     return;
                 }
             }
+        });
+        leadership = Some(Leadership {
+            watcher,
+            lease_task,
         });
     }
 
@@ -547,6 +561,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         failures: Default::default(),
         poller: poller.clone(),
         resync: config.resync_interval,
+        reconcile_timeout: config.reconcile_timeout,
         volume_snapshot_api: snapshots_served,
         clock: system_clock(),
         warned_snapshots: Default::default(),
@@ -584,8 +599,45 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         Err(_) => warn!("HTTP server did not stop within 5 s"),
         _ => {}
     }
+    // Only now that no reconcile is running: the next leader must never overlap with us.
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
     if lost_leadership.load(Ordering::Relaxed) {
         return Err(RunError::LostLeadership);
     }
+    info!("shut down");
     Ok(())
+}
+
+/// The leader's side of leader election, to hand the Lease back on shutdown.
+struct Leadership {
+    /// Watches for a lost Lease; it holds the last receiver of the Lease task's channel.
+    watcher: tokio::task::JoinHandle<()>,
+    lease_task: LeaseTask,
+}
+
+type LeaseTask =
+    tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>;
+
+impl Leadership {
+    async fn release(self) {
+        // Dropping the last receiver tells the Lease task to release the Lease and stop.
+        self.watcher.abort();
+        let _ = self.watcher.await;
+        release_lease(self.lease_task).await;
+    }
+}
+
+/// Wait (5 s at most) for the Lease task, whose channel is closed, to release the Lease.
+/// Released, a standby takes over at once instead of after the Lease expires.
+async fn release_lease(task: LeaseTask) {
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => info!("leader Lease released"),
+        Ok(Ok(Err(e))) => {
+            warn!(error = %e, "releasing the leader Lease failed; it expires on its own")
+        }
+        Ok(Err(e)) => warn!(error = %e, "the leader Lease task failed"),
+        Err(_) => warn!("the leader Lease was not released within 5 s; it expires on its own"),
+    }
 }

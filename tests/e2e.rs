@@ -72,6 +72,7 @@ fn operator(namespace: &str) -> tokio::task::JoinHandle<()> {
         settings: BuildSettings::default(),
         probe_interval: Duration::from_secs(10),
         resync_interval: Duration::from_secs(60),
+        reconcile_timeout: blocksight_operator::reconcile::RECONCILE_TIMEOUT,
         probes: true,
     };
     tokio::spawn(async move {

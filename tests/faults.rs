@@ -1,5 +1,6 @@
 //! Faults: a malformed object in the watch, the CRD missing at start, an operator restarted
-//! in the middle of a reconcile, secrets kept out of the logs.
+//! in the middle of a reconcile, an API server that stops answering, secrets kept out of
+//! the logs.
 
 mod support;
 
@@ -12,7 +13,7 @@ use kube::Client;
 use kube::client::Body;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use support::{Call, blocksight, caches, child_path as path, harness};
+use support::{Call, HANG, blocksight, caches, child_path as path, harness};
 
 const REGTEST: &str = include_str!("../examples/regtest.yaml");
 
@@ -115,6 +116,91 @@ async fn an_operator_restarted_mid_reconcile_finishes_without_repeating_writes()
             .any(|c| c.method == "POST" && c.line().ends_with("/secrets")),
         "no credentials regenerated"
     );
+}
+
+/// An apply the API server never answers fails the reconcile with category `timeout` after
+/// the reconcile timeout (not never), reports it in status and an Event, is retried with
+/// backoff, and the retry re-sends only what had not been answered.
+#[tokio::test]
+async fn an_apply_that_never_answers_times_out_reports_degraded_and_is_retried() {
+    use std::time::{Duration, Instant};
+
+    use blocksight_operator::build::ChildKind;
+    use kube::runtime::controller::Action;
+
+    let bs = blocksight(REGTEST);
+    let hung = format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"));
+    let (caches, _writers) = caches();
+    let mut h = harness(caches, vec![(hung.clone(), HANG)]);
+    let timeout = Duration::from_millis(300);
+    Arc::get_mut(&mut h.ctx).unwrap().reconcile_timeout = timeout;
+
+    let started = Instant::now();
+    let error = h.reconcile(&bs).await.expect_err("timed out");
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    assert_eq!(error.category(), "timeout");
+    assert_eq!(error.reason(), "Timeout");
+    assert!(!error.is_permanent());
+    assert_eq!(
+        error.to_string(),
+        "applying the children: the API server did not answer within 0.3s"
+    );
+    let calls = h.take_calls();
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == hung)
+        .expect("the hung apply");
+    // Nothing applied past the hung one; then the status says why, and an Event.
+    let status_path = "/apis/blocksight.live/v1alpha1/namespaces/default/blocksights/dev/status";
+    assert_eq!(
+        lines[at + 1..],
+        [
+            format!("PATCH {status_path}"),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_owned()
+        ],
+        "{lines:#?}"
+    );
+    let status = &calls[at + 1].body["status"];
+    assert_eq!(status["phase"], "Degraded");
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["reason"], "Timeout");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{degraded}"
+    );
+    assert_eq!(calls[at + 2].body["reason"], "Timeout");
+
+    // Retried with the transient backoff, counted under its own category.
+    let guard = || Arc::new(DeserializeGuard(Ok(bs.clone())));
+    let policy = |e| blocksight_operator::reconcile::error_policy(guard(), e, h.ctx.clone());
+    assert_eq!(policy(&error), Action::requeue(Duration::from_secs(5)));
+    assert_eq!(policy(&error), Action::requeue(Duration::from_secs(10)));
+    assert!(
+        h.ctx
+            .metrics
+            .encode()
+            .contains("blocksight_reconcile_failures_total{category=\"timeout\"} 2")
+    );
+
+    // The server answers again: the retry starts at the hung apply, writes nothing twice.
+    h.faults.lock().unwrap().clear();
+    let mut bs = bs.clone();
+    bs.status = Some(serde_json::from_value(status.clone()).unwrap());
+    h.reconcile(&bs).await.expect("reconciled");
+    let again: Vec<String> = h.take_calls().iter().map(Call::line).collect();
+    assert_eq!(again.first(), Some(&hung), "{again:#?}");
+    for line in &lines[..at] {
+        assert!(!again.contains(line), "{line} sent again");
+    }
 }
 
 /// A writer that keeps everything the operator logs.

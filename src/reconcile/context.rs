@@ -394,6 +394,9 @@ pub struct Context {
     pub recent_status: RecentStatus,
     /// How often a converged BlockSight is reconciled again.
     pub resync: Duration,
+    /// How long each step of a reconcile (apply, volume snapshots, status) may wait on the
+    /// API server before it fails with category `timeout`.
+    pub reconcile_timeout: Duration,
     /// The chain probes: one loop per BlockSight, and what they last published.
     pub poller: Arc<crate::chain::poller::Poller>,
     /// Consecutive failures per (namespace, name), for the retry backoff.

@@ -54,6 +54,38 @@ pub enum SnapshotError {
 #[error("writing status: {0}")]
 pub struct StatusError(#[source] pub kube::Error);
 
+/// A step of the reconcile that the API server did not answer in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Credentials, children and pruning.
+    Apply,
+    VolumeSnapshots,
+    Status,
+    Events,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Apply => "applying the children",
+            Step::VolumeSnapshots => "requesting volume snapshots",
+            Step::Status => "writing status",
+            Step::Events => "publishing events",
+        })
+    }
+}
+
+/// A step waited longer than the reconcile timeout on the API server (kube's client has no
+/// read timeout: a request the server accepts and never answers would wait for ever). The
+/// request in flight is dropped; whatever it may have done is safe to redo (server-side
+/// apply, creates of fixed names answered 409).
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: the API server did not answer within {}s", after.as_secs_f64())]
+pub struct TimeoutError {
+    pub step: Step,
+    pub after: std::time::Duration,
+}
+
 /// Everything a reconciliation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,6 +103,8 @@ pub enum Error {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Status(#[from] StatusError),
+    #[error(transparent)]
+    Timeout(#[from] TimeoutError),
 }
 
 impl Error {
@@ -84,6 +118,7 @@ impl Error {
             Error::Apply(ApplyError::Prune { .. }) => "prune",
             Error::Snapshot(_) => "volume_snapshot",
             Error::Status(_) => "status",
+            Error::Timeout(_) => "timeout",
         }
     }
 
@@ -97,6 +132,7 @@ impl Error {
             Error::Apply(ApplyError::Prune { .. }) => "PruneFailed",
             Error::Snapshot(_) => "VolumeSnapshotRequestFailed",
             Error::Status(_) => "StatusFailed",
+            Error::Timeout(_) => "Timeout",
         }
     }
 

@@ -8,7 +8,9 @@
 //!    write it only when it changed.
 //!
 //! Nothing here reads the API server: every decision comes from the watch caches, so a
-//! BlockSight that already matches the cluster costs no request.
+//! BlockSight that already matches the cluster costs no request. Each step that writes is
+//! bounded by the reconcile timeout ([`RECONCILE_TIMEOUT`] by default): a server that stops
+//! answering fails the step with category `timeout`, retried with backoff.
 
 pub mod apply;
 pub mod context;
@@ -30,6 +32,7 @@ use tracing::{info, warn};
 
 pub use context::{Caches, Context, RecentWrites};
 pub use error::Error;
+use error::{Step, TimeoutError};
 
 use crate::build::{self, secrets};
 use crate::chain::Observation;
@@ -41,6 +44,25 @@ use status::Outcome;
 /// How often a converged BlockSight is looked at again by default (from the caches: costs
 /// nothing).
 pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// How long a reconcile step may wait on the API server by default. A healthy server answers
+/// a whole BlockSight's applies in well under a second; this only catches one that stopped
+/// answering, without failing a merely slow one.
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Run `step` under the reconcile timeout.
+async fn bounded<T>(
+    ctx: &Context,
+    step: Step,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, TimeoutError> {
+    tokio::time::timeout(ctx.reconcile_timeout, future)
+        .await
+        .map_err(|_| TimeoutError {
+            step,
+            after: ctx.reconcile_timeout,
+        })
+}
 
 /// Reconcile one BlockSight. See the module documentation for the steps.
 pub async fn reconcile(
@@ -94,13 +116,23 @@ pub async fn reconcile(
                 let outcome = apply_pipeline(&ctx, bs, &valid, &observed).await;
                 // Independent of the apply's result: an unrelated failure must not stop
                 // the chain data from being snapshotted.
-                let (report, error) =
-                    snapshots::run(&ctx, &valid, &bs.object_ref(&()), now_ts).await;
+                let snapshots = bounded(
+                    &ctx,
+                    Step::VolumeSnapshots,
+                    snapshots::run(&ctx, &valid, &bs.object_ref(&()), now_ts),
+                )
+                .await;
                 if valid.volume_snapshots.is_none() {
                     ctx.metrics.forget_snapshots(&namespace, &name);
                 }
-                snapshot_report = Some(report);
-                snapshot_error = error;
+                match snapshots {
+                    Ok((report, error)) => {
+                        snapshot_report = Some(report);
+                        snapshot_error = error.map(Error::from);
+                    }
+                    // No report: status keeps what it said about snapshots.
+                    Err(timeout) => snapshot_error = Some(Error::from(timeout)),
+                }
                 outcome
             };
             observation = Some(observed);
@@ -134,7 +166,7 @@ pub async fn reconcile(
     }
     if previous != Some(&new_status) {
         let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
-        let after = status::write(&api, &name, &new_status).await?;
+        let after = bounded(&ctx, Step::Status, status::write(&api, &name, &new_status)).await??;
         ctx.recent_status.record(
             key.clone(),
             Arc::new(new_status.clone()),
@@ -143,8 +175,14 @@ pub async fn reconcile(
                 after,
             },
         );
-        publish_transitions(&ctx, bs, previous, &new_status).await;
-        snapshots::announce_missing_api(&ctx, &bs.object_ref(&()), previous, &new_status).await;
+        // Events are best effort, but must not hold the reconcile either.
+        let events = async {
+            publish_transitions(&ctx, bs, previous, &new_status).await;
+            snapshots::announce_missing_api(&ctx, &bs.object_ref(&()), previous, &new_status).await;
+        };
+        if let Err(e) = bounded(&ctx, Step::Events, events).await {
+            warn!(error = %e, "publishing events");
+        }
     }
     let components: Vec<(String, i32, i32)> = new_status
         .components
@@ -162,7 +200,7 @@ pub async fn reconcile(
         // Reported through the first error; this one is retried with it.
         warn!(error = %e, "volume snapshots");
     }
-    match error.or(snapshot_error.map(Error::from)) {
+    match error.or(snapshot_error) {
         Some(e) => Err(e),
         None => {
             ctx.clear_failures(&namespace, &name);
@@ -204,7 +242,9 @@ async fn apply_pipeline(
         api_serving: serving || (observed.database_ready() && observed.cache_ready()),
     };
     let desired = build::build_gated(valid, &ctx.settings, gates);
-    let result = apply_all(ctx, bs, valid, &desired).await;
+    let result = bounded(ctx, Step::Apply, apply_all(ctx, bs, valid, &desired))
+        .await
+        .unwrap_or_else(|timeout| Err(timeout.into()));
     let workloads = status::observe(
         &desired.children,
         |n| ctx.caches.stateful_set(namespace, n),

@@ -43,8 +43,12 @@ impl Call {
     }
 }
 
-/// Errors to inject: requests whose `METHOD path` matches get this status code.
+/// Errors to inject: requests whose `METHOD path` matches get this status code, or
+/// [`HANG`].
 pub type Faults = Vec<(String, u16)>;
+
+/// Not a status code: the request is received and never answered (a hung API server).
+pub const HANG: u16 = 0;
 
 /// Answer every request as the API server would (echo applied and created objects with a
 /// uid and resourceVersion, acknowledge deletes), and record it.
@@ -54,6 +58,8 @@ pub async fn serve(
     faults: Arc<Mutex<Faults>>,
     primary: Arc<Mutex<Option<Value>>>,
 ) {
+    // Kept, never used: dropping one would answer its request with an error.
+    let mut unanswered = Vec::new();
     while let Some((request, send)) = handle.next_request().await {
         let method = request.method().to_string();
         let uri = request.uri().to_string();
@@ -76,6 +82,10 @@ pub async fn serve(
             .iter()
             .find(|(l, _)| *l == line)
             .map(|(_, code)| *code);
+        if fault == Some(HANG) {
+            unanswered.push(send);
+            continue;
+        }
         if let Some(code) = fault {
             let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected", "reason": "InternalError", "code": code});
             send.send_response(
@@ -378,6 +388,7 @@ pub fn harness_with(
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
         resync: std::time::Duration::from_secs(300),
+        reconcile_timeout: blocksight_operator::reconcile::RECONCILE_TIMEOUT,
         volume_snapshot_api,
         clock,
         warned_snapshots: Default::default(),

@@ -225,6 +225,20 @@ pub struct RequestRecord {
     pub took: Duration,
 }
 
+/// One request as received, before any latency and before it is served: a request the
+/// client gave up on (a timeout, a killed process) has an arrival and no [`RequestRecord`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub verb: Verb,
+    /// As in [`Counts`].
+    pub resource: String,
+    pub namespace: Option<String>,
+    /// From the path: None for a create (its name is in the body) and collections.
+    pub name: Option<String>,
+    /// Since the fake started (the clock of [`RequestRecord::at`]).
+    pub at: Duration,
+}
+
 /// An error to answer instead of serving matching requests.
 #[derive(Clone, Debug)]
 pub struct Fault {
@@ -278,6 +292,7 @@ pub(crate) struct Shared {
     pub store: Mutex<store::Store>,
     pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
     pub log: Mutex<Vec<RequestRecord>>,
+    pub arrivals: Mutex<Vec<Arrival>>,
     pub faults: Mutex<Vec<Fault>>,
     pub latency: Mutex<Vec<Latency>>,
     pub watches: Mutex<BTreeMap<String, usize>>,
@@ -317,6 +332,7 @@ impl FakeApiServer {
             resources: kinds,
             counts: Mutex::default(),
             log: Mutex::default(),
+            arrivals: Mutex::default(),
             faults: Mutex::default(),
             latency: Mutex::default(),
             watches: Mutex::default(),
@@ -382,6 +398,12 @@ impl FakeApiServer {
         self.shared.log.lock().expect("not poisoned").len()
     }
 
+    /// Every request received so far (discovery excepted), in order of arrival, answered
+    /// or not.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.shared.arrivals.lock().expect("not poisoned").clone()
+    }
+
     /// Open watches per resource.
     pub fn active_watches(&self) -> BTreeMap<String, usize> {
         self.shared.watches.lock().expect("not poisoned").clone()
@@ -402,6 +424,12 @@ impl FakeApiServer {
             .lock()
             .expect("not poisoned")
             .push(latency);
+    }
+
+    /// Remove every latency added: new requests are served at once (those already waiting
+    /// keep their delay).
+    pub fn clear_latency(&self) {
+        self.shared.latency.lock().expect("not poisoned").clear();
     }
 
     /// Time since the fake started (the clock of [`RequestRecord::at`]).

@@ -211,6 +211,17 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Subresource::Main => rt.plural.to_owned(),
         Subresource::Status => format!("{}/status", rt.plural),
     };
+    shared
+        .arrivals
+        .lock()
+        .expect("not poisoned")
+        .push(crate::Arrival {
+            verb,
+            resource: label.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            at: arrived - shared.started,
+        });
     let delay: Duration = shared
         .latency
         .lock()

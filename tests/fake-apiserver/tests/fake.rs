@@ -495,6 +495,49 @@ async fn counts_requests_injects_faults_and_adds_latency() {
 }
 
 #[tokio::test]
+async fn a_request_the_client_gave_up_on_has_an_arrival_and_no_record() {
+    let (fake, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    fake.add_latency(Latency {
+        verb: Some(Verb::Apply),
+        resource: Some("configmaps".into()),
+        delay: Duration::from_secs(3600),
+    });
+    let apply = PatchParams::apply("m").force();
+    let hung = tokio::time::timeout(
+        Duration::from_millis(300),
+        api.patch("x", &apply, &Patch::Apply(config_map("x", json!({})))),
+    )
+    .await;
+    assert!(hung.is_err(), "the apply waits for the latency");
+    let arrivals = fake.arrivals();
+    assert_eq!(arrivals.len(), 1, "{arrivals:?}");
+    assert_eq!(
+        (
+            arrivals[0].verb,
+            arrivals[0].resource.as_str(),
+            arrivals[0].name.as_deref()
+        ),
+        (Verb::Apply, "configmaps", Some("x"))
+    );
+    assert!(fake.requests(0).is_empty(), "never answered");
+    assert!(
+        fake.get("configmaps", "default", "x").is_none(),
+        "not performed"
+    );
+
+    fake.clear_latency();
+    api.patch("x", &apply, &Patch::Apply(config_map("x", json!({}))))
+        .await
+        .expect("served at once");
+    assert_eq!(fake.arrivals().len(), 2);
+    assert_eq!(
+        fake.requests(0).iter().map(|r| r.code).collect::<Vec<_>>(),
+        [201]
+    );
+}
+
+#[tokio::test]
 async fn discovery_serves_the_installed_groups_only() {
     let (_fake, client) = start(Config::default()).await;
     let blocksight = client

@@ -28,6 +28,8 @@ pub struct Harness {
     pub fake: FakeApiServer,
     operator: Option<Operator>,
     kubeconfig: PathBuf,
+    /// The next operator's `--reconcile-timeout`.
+    pub reconcile_timeout: Duration,
 }
 
 /// Start the fake (kubelet on) and point KUBECONFIG at it; no operator yet.
@@ -57,6 +59,7 @@ pub async fn fake() -> Harness {
         fake,
         operator: None,
         kubeconfig,
+        reconcile_timeout: blocksight_operator::reconcile::RECONCILE_TIMEOUT,
     }
 }
 
@@ -87,6 +90,7 @@ impl Harness {
             settings: BuildSettings::default(),
             probe_interval: Duration::from_secs(30),
             resync_interval: resync,
+            reconcile_timeout: self.reconcile_timeout,
             probes: false,
         };
         let task = tokio::spawn(async move {
@@ -199,6 +203,13 @@ impl Harness {
             .await
             .map(|(status, _)| status)
             .unwrap_or(0)
+    }
+
+    /// The operator's /metrics (empty until it serves).
+    pub async fn scrape(&self) -> String {
+        operator::scrape(self.operator().metrics)
+            .await
+            .unwrap_or_default()
     }
 
     /// blocksight_reconciliations_total from the operator's /metrics (0 until it serves).
