@@ -342,6 +342,17 @@ pub async fn apply_children(
         info!(%kind, %name, "applied");
         applied.applied.push((kind, name));
     }
+    let desired_set = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for child in &desired.children {
+            (child.kind().as_str(), child.name()).hash(&mut hasher);
+        }
+        hasher.finish()
+    };
+    if ctx.pruned.is_settled(owner_uid, desired_set) {
+        return Ok(applied);
+    }
     for (kind, ns, name) in ctx.caches.children_of(owner_uid) {
         let wanted = desired
             .children
@@ -383,5 +394,6 @@ pub async fn apply_children(
         info!(%kind, %name, "deleted: no longer desired");
         applied.pruned.push((kind, name));
     }
+    ctx.pruned.settle(owner_uid, desired_set);
     Ok(applied)
 }

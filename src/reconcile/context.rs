@@ -290,13 +290,25 @@ const RECENT_WRITE_TTL: Duration = Duration::from_secs(30);
 /// again. An entry lasts until the cache moves past every version older than our write;
 /// resourceVersions are only compared for equality, as the API asks.
 pub struct Recent<K, T> {
-    writes: Mutex<HashMap<K, Written<T>>>,
+    writes: Mutex<Entries<K, T>>,
 }
+
+struct Entries<K, T> {
+    map: HashMap<K, Written<T>>,
+    /// Expired entries are swept when the map grows past this (then twice its live size):
+    /// a sweep on every write would cost O(writes in flight) each time.
+    sweep_at: usize,
+}
+
+const FIRST_SWEEP: usize = 1024;
 
 impl<K, T> Default for Recent<K, T> {
     fn default() -> Self {
         Recent {
-            writes: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Entries {
+                map: HashMap::new(),
+                sweep_at: FIRST_SWEEP,
+            }),
         }
     }
 }
@@ -304,8 +316,12 @@ impl<K, T> Default for Recent<K, T> {
 impl<K: std::hash::Hash + Eq, T: Clone> Recent<K, T> {
     /// Remember that `value` was written (see [`Versions`]).
     pub fn record(&self, key: K, value: T, versions: Versions) {
-        let mut writes = self.writes.lock().expect("not poisoned");
-        writes.retain(|_, w| w.at.elapsed() < RECENT_WRITE_TTL);
+        let mut entries = self.writes.lock().expect("not poisoned");
+        if entries.map.len() >= entries.sweep_at {
+            entries.map.retain(|_, w| w.at.elapsed() < RECENT_WRITE_TTL);
+            entries.sweep_at = (2 * entries.map.len()).max(FIRST_SWEEP);
+        }
+        let writes = &mut entries.map;
         // A second write over the same stale cache: the cache may next show our first
         // write, which is older than this one.
         let stale = match writes.remove(&key) {
@@ -328,7 +344,8 @@ impl<K: std::hash::Hash + Eq, T: Clone> Recent<K, T> {
 
     /// What we wrote, while the cache (at `cached_version`) has not caught up with it.
     pub fn newer_than_cache(&self, key: &K, cached_version: Option<&str>) -> Option<T> {
-        let mut writes = self.writes.lock().expect("not poisoned");
+        let mut entries = self.writes.lock().expect("not poisoned");
+        let writes = &mut entries.map;
         let written = writes.get(key)?;
         let cache_is_older = written.stale.iter().any(|v| v.as_deref() == cached_version);
         if !cache_is_older || written.at.elapsed() >= RECENT_WRITE_TTL {
@@ -379,6 +396,30 @@ impl RecentWrites {
     }
 }
 
+/// For each owner (uid), the desired set of children (a digest of kinds and names) last
+/// found with nothing left to prune. Finding prunable children scans every cache, O(all
+/// children); it is needed only when the desired set changed (a component disabled) or
+/// once after the operator starts, not on every reconcile.
+#[derive(Default)]
+pub struct PrunedSets(Mutex<HashMap<String, u64>>);
+
+impl PrunedSets {
+    pub fn is_settled(&self, owner_uid: &str, desired: u64) -> bool {
+        self.0.lock().expect("not poisoned").get(owner_uid) == Some(&desired)
+    }
+
+    pub fn settle(&self, owner_uid: &str, desired: u64) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .insert(owner_uid.to_owned(), desired);
+    }
+
+    pub fn forget(&self, owner_uid: &str) {
+        self.0.lock().expect("not poisoned").remove(owner_uid);
+    }
+}
+
 /// Status written to each BlockSight, by (namespace, name): the status a reconcile compares
 /// with while the BlockSight in the cache still carries the older one.
 pub type RecentStatus = Recent<(String, String), Arc<crate::crd::BlockSightStatus>>;
@@ -392,6 +433,7 @@ pub struct Context {
     pub settings: BuildSettings,
     pub recent_writes: RecentWrites,
     pub recent_status: RecentStatus,
+    pub pruned: PrunedSets,
     /// How often a converged BlockSight is reconciled again.
     pub resync: Duration,
     /// How long each step of a reconcile (apply, volume snapshots, status) may wait on the

@@ -90,6 +90,7 @@ pub async fn reconcile(
         // Children go with their owner reference; PVCs and credentials follow deletionPolicy.
         ctx.poller.stop(&key);
         ctx.metrics.forget_instance(&namespace, &name);
+        ctx.pruned.forget(&bs.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
 

@@ -385,6 +385,7 @@ pub fn harness_with(
         settings: BuildSettings::default(),
         recent_writes: RecentWrites::default(),
         recent_status: Default::default(),
+        pruned: Default::default(),
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
         resync: std::time::Duration::from_secs(300),
