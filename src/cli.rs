@@ -312,7 +312,25 @@ pub fn render(
     with_secrets: bool,
     settings: &BuildSettings,
 ) -> anyhow::Result<String> {
+    // YAML is written out per BlockSight (memory stays flat with thousands of documents);
+    // JSON is one List, so its items are collected.
+    let mut yaml = String::new();
     let mut objects: Vec<Value> = Vec::new();
+    let mut emit = |value: Option<Value>, child: Option<&build::Child>| match output {
+        OutputFormat::Yaml => {
+            yaml.push_str("---\n");
+            match (value, child) {
+                (_, Some(child)) => yaml.push_str(&child.to_yaml()),
+                (Some(value), None) => {
+                    yaml.push_str(&serde_yaml::to_string(&value).expect("serializes"))
+                }
+                (None, None) => {}
+            }
+        }
+        OutputFormat::Json => {
+            objects.extend(value.or_else(|| child.map(build::Child::to_value)));
+        }
+    };
     let mut found = 0;
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value: Value = serde::Deserialize::deserialize(doc)
@@ -339,28 +357,22 @@ pub fn render(
         let bs = parse_blocksight(value).map_err(invalid)?;
         let valid = validate::validate(&bs).map_err(invalid)?;
         if with_secrets {
-            let secrets = build::secrets::generate(&valid, &mut rand::rng());
-            objects.extend(
-                secrets
-                    .iter()
-                    .map(|s| serde_json::to_value(s).expect("serializes")),
-            );
+            for secret in build::secrets::generate(&valid, &mut rand::rng()) {
+                emit(
+                    Some(serde_json::to_value(&secret).expect("serializes")),
+                    None,
+                );
+            }
         }
-        objects.extend(
-            build::build(&valid, settings)
-                .children
-                .iter()
-                .map(build::Child::to_value),
-        );
+        for child in &build::build(&valid, settings).children {
+            emit(None, Some(child));
+        }
     }
     if found == 0 {
         bail!("no BlockSight document found");
     }
     Ok(match output {
-        OutputFormat::Yaml => objects
-            .iter()
-            .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
-            .collect(),
+        OutputFormat::Yaml => yaml,
         OutputFormat::Json => {
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
             format!(

@@ -199,9 +199,18 @@ impl Child {
             .unwrap_or_default()
     }
 
-    /// Stamp the object with the hash of its content (computed without the stamp).
+    /// The object as YAML, with apiVersion and kind, fields in the API's order.
+    pub fn to_yaml(&self) -> String {
+        for_each_child!(self, o => serde_yaml::to_string(o).expect("Kubernetes objects serialize"))
+    }
+
+    /// Stamp the object with the hash of its content (computed without the stamp), from its
+    /// JSON straight from the typed object: deterministic (struct order, sorted maps) and
+    /// without an intermediate Value.
     fn stamp(mut self) -> Self {
-        let hash = meta::digest(self.to_value().to_string().as_bytes());
+        let json = for_each_child!(&self, o => serde_json::to_vec(o))
+            .expect("Kubernetes objects serialize");
+        let hash = meta::digest(&json);
         self.meta_mut()
             .annotations
             .get_or_insert_with(Default::default)
