@@ -559,6 +559,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         recent_writes: RecentWrites::default(),
         recent_status: Default::default(),
         pruned: Default::default(),
+        validated: Default::default(),
         failures: Default::default(),
         poller: poller.clone(),
         resync: config.resync_interval,

@@ -420,6 +420,60 @@ impl PrunedSets {
     }
 }
 
+/// The last validation of each BlockSight, by (namespace, name). Validation (including the
+/// CEL rules) depends only on the spec, the name, the uid and the rotation annotation, so it
+/// is redone only when one of those changed, not on every reconcile.
+#[derive(Default)]
+pub struct ValidationMemo(Mutex<HashMap<(String, String), MemoEntry>>);
+
+type Validated = Arc<Result<crate::validate::ValidBlockSight, crate::validate::InvalidSpec>>;
+
+struct MemoEntry {
+    uid: Option<String>,
+    generation: Option<i64>,
+    rotation: Option<String>,
+    result: Validated,
+}
+
+impl ValidationMemo {
+    pub fn validate(&self, bs: &crate::crd::BlockSight) -> Validated {
+        let key = (bs.namespace().unwrap_or_default(), bs.name_any());
+        let uid = bs.uid();
+        let generation = bs.meta().generation;
+        let rotation = bs
+            .annotations()
+            .get(crate::build::secrets::ROTATE_ANNOTATION)
+            .cloned();
+        let mut memo = self.0.lock().expect("not poisoned");
+        if let Some(entry) = memo.get(&key)
+            && entry.uid == uid
+            && entry.generation == generation
+            && generation.is_some()
+            && entry.rotation == rotation
+        {
+            return entry.result.clone();
+        }
+        let result = Arc::new(crate::validate::validate(bs));
+        memo.insert(
+            key,
+            MemoEntry {
+                uid,
+                generation,
+                rotation,
+                result: result.clone(),
+            },
+        );
+        result
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
 /// Status written to each BlockSight, by (namespace, name): the status a reconcile compares
 /// with while the BlockSight in the cache still carries the older one.
 pub type RecentStatus = Recent<(String, String), Arc<crate::crd::BlockSightStatus>>;
@@ -434,6 +488,7 @@ pub struct Context {
     pub recent_writes: RecentWrites,
     pub recent_status: RecentStatus,
     pub pruned: PrunedSets,
+    pub validated: ValidationMemo,
     /// How often a converged BlockSight is reconciled again.
     pub resync: Duration,
     /// How long each step of a reconcile (apply, volume snapshots, status) may wait on the

@@ -91,6 +91,7 @@ pub async fn reconcile(
         ctx.poller.stop(&key);
         ctx.metrics.forget_instance(&namespace, &name);
         ctx.pruned.forget(&bs.uid().unwrap_or_default());
+        ctx.validated.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
 
@@ -99,28 +100,29 @@ pub async fn reconcile(
     // None: the snapshot step did not run (invalid or paused); status keeps what it had.
     let mut snapshot_report = None;
     let mut snapshot_error = None;
-    let (outcome, error) = match validate::validate(bs) {
+    let validated = ctx.validated.validate(bs);
+    let (outcome, error) = match validated.as_ref() {
         Err(invalid) => (
             Outcome::Invalid(invalid.clone()),
-            Some(Error::InvalidSpec(invalid)),
+            Some(Error::InvalidSpec(invalid.clone())),
         ),
         Ok(valid) => {
             // The chain probes run beside the controller; here we only read what they found.
-            ctx.poller.ensure(ProbePlan::for_blocksight(&valid));
+            ctx.poller.ensure(ProbePlan::for_blocksight(valid));
             let observed = ctx
                 .poller
                 .observation(&key)
-                .unwrap_or_else(|| Observation::initial(&valid));
+                .unwrap_or_else(|| Observation::initial(valid));
             let outcome = if valid.paused {
                 (Outcome::Paused, None)
             } else {
-                let outcome = apply_pipeline(&ctx, bs, &valid, &observed).await;
+                let outcome = apply_pipeline(&ctx, bs, valid, &observed).await;
                 // Independent of the apply's result: an unrelated failure must not stop
                 // the chain data from being snapshotted.
                 let snapshots = bounded(
                     &ctx,
                     Step::VolumeSnapshots,
-                    snapshots::run(&ctx, &valid, &bs.object_ref(&()), now_ts),
+                    snapshots::run(&ctx, valid, &bs.object_ref(&()), now_ts),
                 )
                 .await;
                 if valid.volume_snapshots.is_none() {

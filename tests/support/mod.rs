@@ -386,6 +386,7 @@ pub fn harness_with(
         recent_writes: RecentWrites::default(),
         recent_status: Default::default(),
         pruned: Default::default(),
+        validated: Default::default(),
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
         resync: std::time::Duration::from_secs(300),
