@@ -171,3 +171,71 @@ fn render_names_the_document_and_the_bad_kind() {
         "{error}"
     );
 }
+
+#[test]
+fn backup_and_restore_specs_are_immutable() {
+    use blocksight_operator::crd::{
+        BlockSightBackup, BlockSightBackupSpec, BlockSightRestore, BlockSightRestoreSpec,
+    };
+    let old = BlockSightBackup::new(
+        "nightly",
+        BlockSightBackupSpec {
+            block_sight: "main".into(),
+        },
+    );
+    let mut moved = old.clone();
+    moved.spec.block_sight = "other".into();
+    let problems = validate::check_cel_of(&moved, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec" && p.reason.contains("spec is immutable")),
+        "{problems:?}"
+    );
+    assert_eq!(validate::check_cel_of(&old, Some(&old)), vec![]);
+
+    let old = BlockSightRestore::new(
+        "undo",
+        BlockSightRestoreSpec {
+            block_sight: "main".into(),
+            backup: "nightly".into(),
+        },
+    );
+    let mut other = old.clone();
+    other.spec.backup = "weekly".into();
+    let problems = validate::check_cel_of(&other, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec" && p.reason.contains("spec is immutable")),
+        "{problems:?}"
+    );
+    let mut empty = old.clone();
+    empty.spec.backup = String::new();
+    let problems = validate::check_cel_of(&empty, None);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.backup" && p.reason.contains("must name a BlockSightBackup")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn restore_from_is_immutable() {
+    let mut old = mainnet();
+    old.spec.postgres.restore_from = Some(blocksight_operator::crd::RestoreFrom {
+        backup: "nightly".into(),
+    });
+    let mut new = old.clone();
+    new.spec.postgres.restore_from = Some(blocksight_operator::crd::RestoreFrom {
+        backup: "weekly".into(),
+    });
+    let problems = validate::check_cel(&new, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.postgres.restoreFrom" && p.reason.contains("immutable")),
+        "{problems:?}"
+    );
+}

@@ -382,6 +382,7 @@ pub fn compute(
         chain: chain_status.or_else(|| previous.and_then(|p| p.chain.clone())),
         electrs: electrs.or_else(|| previous.and_then(|p| p.electrs.clone())),
         database: database.or_else(|| previous.and_then(|p| p.database.clone())),
+        backup: previous.and_then(|p| p.backup.clone()),
     }
 }
 
