@@ -66,6 +66,10 @@ pub enum Command {
             default_value = "blocksight-operator-metrics.blocksight-system.svc:8080"
         )]
         operator_metrics_target: String,
+        /// The operator's own image (the chart sets it): backup pods install the
+        /// `blocksight` binary from it.
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = build::DEFAULT_OPERATOR_IMAGE)]
+        operator_image: String,
         /// How often each BlockSight's bitcoind, electrs, PostgreSQL and Redis are probed (jittered).
         #[arg(long, default_value = "30s", value_parser = parse_interval)]
         probe_interval: std::time::Duration,
@@ -98,6 +102,10 @@ pub enum Command {
         /// (ServiceMonitors and PodMonitors under `prometheusOperator: auto`).
         #[arg(long)]
         prometheus_operator: bool,
+        /// Also print an example of each Job the operator creates for BlockSightBackup and
+        /// BlockSightRestore objects (backup, drill, restore, delete).
+        #[arg(long)]
+        backup_jobs: bool,
     },
     /// Print the RBAC rules the controller needs (the Helm chart grants exactly these).
     Rbac,
@@ -107,6 +115,13 @@ pub enum Command {
     Backup(crate::backup::cli::BackupArgs),
     /// Print the version.
     Version,
+    /// Copy this binary to a path (the backup pods' init container installs it for the
+    /// PostgreSQL image's container; the operator image has no shell or cp).
+    #[command(hide = true)]
+    CopySelf {
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 /// A positive duration such as 30s or 2m.
@@ -146,6 +161,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             lease_namespace,
             identity,
             operator_metrics_target,
+            operator_image,
             probe_interval,
             resync_interval,
             no_probes,
@@ -162,6 +178,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 settings: BuildSettings {
                     operator_metrics_target,
                     prometheus_operator_crds: false,
+                    operator_image,
                 },
                 probe_interval,
                 resync_interval,
@@ -193,13 +210,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             output,
             with_secrets,
             prometheus_operator,
+            backup_jobs,
         } => {
             let text = read_input(&file)?;
             let settings = BuildSettings {
                 prometheus_operator_crds: prometheus_operator,
                 ..Default::default()
             };
-            match render(&text, output, with_secrets, &settings) {
+            match render_with(&text, output, with_secrets, backup_jobs, &settings) {
                 Ok(out) => {
                     print!("{out}");
                     Ok(0)
@@ -220,7 +238,26 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             println!("blocksight {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
+        Command::CopySelf { to } => {
+            copy_self(&to)?;
+            Ok(0)
+        }
     }
+}
+
+/// Copy the running executable to `to`, executable by everyone (the backup container runs
+/// as another user than the init container on some images).
+pub fn copy_self(to: &std::path::Path) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating the running executable")?;
+    std::fs::copy(&me, to)
+        .with_context(|| format!("copying {} to {}", me.display(), to.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", to.display()))?;
+    }
+    Ok(())
 }
 
 fn read_input(file: &PathBuf) -> anyhow::Result<String> {
@@ -240,9 +277,10 @@ pub fn crd_yaml() -> String {
     crd_files().into_iter().map(|(_, yaml)| yaml).collect()
 }
 
-/// The files of crds/: `<plural>.<group>.yaml`, one CRD each.
+/// The files of crds/: `<plural>.<group>.yaml`, one CRD each, sorted by file name (the
+/// order `ls crds/` and `kubectl apply -f crds/` use).
 pub fn crd_files() -> Vec<(String, String)> {
-    crd::all_crds()
+    let mut files: Vec<(String, String)> = crd::all_crds()
         .iter()
         .map(|c| {
             let name = c.metadata.name.clone().unwrap_or_default();
@@ -251,7 +289,9 @@ pub fn crd_files() -> Vec<(String, String)> {
                 format!("---\n{}", serde_yaml::to_string(c).expect("CRDs serialize")),
             )
         })
-        .collect()
+        .collect();
+    files.sort();
+    files
 }
 
 /// Parse one YAML document into a BlockSight, naming the field of any type error.
@@ -275,6 +315,18 @@ pub fn render(
     text: &str,
     output: OutputFormat,
     with_secrets: bool,
+    settings: &BuildSettings,
+) -> anyhow::Result<String> {
+    render_with(text, output, with_secrets, false, settings)
+}
+
+/// [`render`], plus (`backup_jobs`) one example of each Job the operator creates for
+/// BlockSightBackups and BlockSightRestores, so they can be reviewed and validated offline.
+pub fn render_with(
+    text: &str,
+    output: OutputFormat,
+    with_secrets: bool,
+    backup_jobs: bool,
     settings: &BuildSettings,
 ) -> anyhow::Result<String> {
     let mut objects: Vec<Value> = Vec::new();
@@ -317,6 +369,13 @@ pub fn render(
                 .iter()
                 .map(build::Child::to_value),
         );
+        if backup_jobs {
+            objects.extend(
+                build::backup::example_jobs(&valid, settings)
+                    .iter()
+                    .map(|j| serde_json::to_value(j).expect("serializes")),
+            );
+        }
     }
     if found == 0 {
         bail!("no BlockSight document found");

@@ -14,7 +14,10 @@ use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -60,8 +63,8 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "the BlockSight CRD (blocksight.live/v1alpha1) is not installed in this cluster: \
-         install it with `blocksight crd | kubectl apply --server-side -f -` (or the Helm chart)"
+        "the BlockSight CRDs (blocksight.live/v1alpha1: BlockSight, BlockSightBackup, \
+         BlockSightRestore) are not installed in this cluster: install them with `blocksight crd | kubectl apply --server-side -f -` (or the Helm chart)"
     )]
     CrdMissing,
     #[error("lost the leader Lease; exiting so that a restart re-joins the election")]
@@ -156,7 +159,13 @@ pub async fn check_crd(client: &Client) -> Result<(), RunError> {
         .list_api_group_resources("blocksight.live/v1alpha1")
         .await
     {
-        Ok(list) if list.resources.iter().any(|r| r.name == "blocksights") => Ok(()),
+        Ok(list)
+            if ["blocksights", "blocksightbackups", "blocksightrestores"]
+                .iter()
+                .all(|kind| list.resources.iter().any(|r| r.name == *kind)) =>
+        {
+            Ok(())
+        }
         Ok(_) => Err(RunError::CrdMissing),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(RunError::CrdMissing),
         Err(e) => Err(RunError::Other(
@@ -369,6 +378,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
     let (network_policies, network_policy_events) =
         metadata_reflector::<NetworkPolicy>(&client, ns, &children);
+    let (service_accounts, service_account_events) =
+        metadata_reflector::<ServiceAccount>(&client, ns, &children);
+    let (volume_claims, volume_claim_events) =
+        metadata_reflector::<PersistentVolumeClaim>(&client, ns, &children);
+    let (cron_jobs, cron_job_events) = metadata_reflector::<CronJob>(&client, ns, &children);
     let (autoscalers, autoscaler_events) =
         metadata_reflector::<HorizontalPodAutoscaler>(&client, ns, &children);
     let (disruption_budgets, budget_events) =
@@ -416,6 +430,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         secrets,
         services,
         network_policies,
+        service_accounts,
+        volume_claims,
+        cron_jobs,
         stateful_sets,
         deployments,
         autoscalers,
@@ -436,6 +453,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(secret_events)
         .owns_stream(service_events)
         .owns_stream(network_policy_events)
+        .owns_stream(service_account_events)
+        .owns_stream(volume_claim_events)
+        .owns_stream(cron_job_events)
         .owns_stream(stateful_set_events)
         .owns_stream(deployment_events)
         .owns_stream(autoscaler_events)

@@ -170,7 +170,8 @@ pub struct S3Destination {
     #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name"))]
     pub bucket: String,
-    /// Folder inside the bucket (default `<namespace>/<name>/`).
+    /// Folder inside the bucket (default `blocksight/<namespace>/<name>/`, under the
+    /// `blocksight/` prefix the Terraform backup role is scoped to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub prefix: Option<String>,

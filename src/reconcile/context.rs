@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
@@ -31,6 +34,9 @@ pub struct Caches {
     pub secrets: Store<Secret>,
     pub services: Store<PartialObjectMeta<Service>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub volume_claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
+    pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
     pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
@@ -99,6 +105,13 @@ impl Caches {
             ChildKind::NetworkPolicy => {
                 get(&self.network_policies, namespace, name).map(|o| f(o.meta()))
             }
+            ChildKind::ServiceAccount => {
+                get(&self.service_accounts, namespace, name).map(|o| f(o.meta()))
+            }
+            ChildKind::PersistentVolumeClaim => {
+                get(&self.volume_claims, namespace, name).map(|o| f(o.meta()))
+            }
+            ChildKind::CronJob => get(&self.cron_jobs, namespace, name).map(|o| f(o.meta())),
             ChildKind::StatefulSet => {
                 get(&self.stateful_sets, namespace, name).map(|o| f(o.meta()))
             }
@@ -148,6 +161,9 @@ impl Caches {
                 ChildKind::ConfigMap => controlled_by(&self.config_maps, uid),
                 ChildKind::Service => controlled_by(&self.services, uid),
                 ChildKind::NetworkPolicy => controlled_by(&self.network_policies, uid),
+                ChildKind::ServiceAccount => controlled_by(&self.service_accounts, uid),
+                ChildKind::PersistentVolumeClaim => controlled_by(&self.volume_claims, uid),
+                ChildKind::CronJob => controlled_by(&self.cron_jobs, uid),
                 ChildKind::StatefulSet => controlled_by(&self.stateful_sets, uid),
                 ChildKind::Deployment => controlled_by(&self.deployments, uid),
                 ChildKind::HorizontalPodAutoscaler => controlled_by(&self.autoscalers, uid),
@@ -169,6 +185,9 @@ impl Caches {
         self.secrets.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
         self.network_policies.wait_until_ready().await?;
+        self.service_accounts.wait_until_ready().await?;
+        self.volume_claims.wait_until_ready().await?;
+        self.cron_jobs.wait_until_ready().await?;
         self.stateful_sets.wait_until_ready().await?;
         self.deployments.wait_until_ready().await?;
         self.autoscalers.wait_until_ready().await?;

@@ -145,7 +145,8 @@ pub enum BackupTarget {
     Volume(Volume),
     S3 {
         bucket: String,
-        /// Explicit prefix; None: `<namespace>/<blocksight>/` of the backup's BlockSight.
+        /// Explicit prefix; None: `blocksight/<namespace>/<blocksight>/` of the backup's
+        /// BlockSight.
         prefix: Option<String>,
         region: Option<String>,
         endpoint: Option<String>,

@@ -128,6 +128,9 @@ pub struct CacheWriters {
     pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
     pub network_policies:
         Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::NetworkPolicy>>,
+    pub service_accounts: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ServiceAccount>>,
+    pub volume_claims: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
+    pub cron_jobs: Writer<PartialObjectMeta<k8s_openapi::api::batch::v1::CronJob>>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
     pub autoscalers:
@@ -149,6 +152,9 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (secrets, se) = ready();
     let (services, sv) = ready();
     let (network_policies, np) = ready();
+    let (service_accounts, sa) = ready();
+    let (volume_claims, pvc) = ready();
+    let (cron_jobs, cj) = ready();
     let (stateful_sets, ss) = ready();
     let (deployments, de) = ready();
     let (autoscalers, hp) = ready();
@@ -163,6 +169,9 @@ pub fn caches() -> (Caches, CacheWriters) {
             secrets,
             services,
             network_policies,
+            service_accounts,
+            volume_claims,
+            cron_jobs,
             stateful_sets,
             deployments,
             autoscalers,
@@ -176,6 +185,9 @@ pub fn caches() -> (Caches, CacheWriters) {
             secrets: se,
             services: sv,
             network_policies: np,
+            service_accounts: sa,
+            volume_claims: pvc,
+            cron_jobs: cj,
             stateful_sets: ss,
             deployments: de,
             autoscalers: hp,
@@ -227,6 +239,15 @@ impl CacheWriters {
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::NetworkPolicy(_) => self
                 .network_policies
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::ServiceAccount(_) => self
+                .service_accounts
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::PersistentVolumeClaim(_) => self
+                .volume_claims
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::CronJob(_) => self
+                .cron_jobs
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::HorizontalPodAutoscaler(_) => self
                 .autoscalers
@@ -441,6 +462,11 @@ pub fn child_path(kind: blocksight_operator::build::ChildKind, name: &str) -> St
         blocksight_operator::build::ChildKind::NetworkPolicy => {
             ("/apis/networking.k8s.io/v1", "networkpolicies")
         }
+        blocksight_operator::build::ChildKind::ServiceAccount => ("/api/v1", "serviceaccounts"),
+        blocksight_operator::build::ChildKind::PersistentVolumeClaim => {
+            ("/api/v1", "persistentvolumeclaims")
+        }
+        blocksight_operator::build::ChildKind::CronJob => ("/apis/batch/v1", "cronjobs"),
         blocksight_operator::build::ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
         blocksight_operator::build::ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
         blocksight_operator::build::ChildKind::HorizontalPodAutoscaler => {
