@@ -14,9 +14,9 @@ use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -26,18 +26,21 @@ use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
-use crate::crd::BlockSight;
+use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
 use crate::metrics::Metrics;
+use crate::reconcile::backups::{self, BackupContext};
 use crate::reconcile::context::empty_monitor_store;
+use crate::reconcile::jobs::JOB_NAME_LABEL;
 use crate::reconcile::{self, Caches, Context, RecentWrites, drift};
 
 /// Settings of `blocksight run`.
@@ -310,6 +313,29 @@ fn monitor_reflector(
     (reader, stream)
 }
 
+/// The BlockSight named by a label or field, in `namespace`.
+fn instance_ref(
+    name: Option<&String>,
+    namespace: Option<String>,
+) -> Option<ObjectRef<DeserializeGuard<BlockSight>>> {
+    Some(ObjectRef::new(name?).within(&namespace?))
+}
+
+/// The BlockSightBackup a backup Job or pod serves: the one its label names (on-demand,
+/// safety and delete Jobs), else the one named after a backup Job (scheduled).
+fn backup_of(
+    labels: &std::collections::BTreeMap<String, String>,
+    job: String,
+    namespace: Option<String>,
+) -> Option<ObjectRef<BlockSightBackup>> {
+    let name = match labels.get(BACKUP_LABEL) {
+        Some(name) => name.clone(),
+        None if labels.get(PURPOSE_LABEL).map(String::as_str) == Some("backup") => job,
+        None => return None,
+    };
+    Some(ObjectRef::new(&name).within(&namespace?))
+}
+
 /// Run the controller until SIGTERM (or until leadership is lost).
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = Client::try_default()
@@ -425,7 +451,68 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     );
     let (pod_monitors, pod_monitor_events) =
         monitor_reflector(&client, ns, &children, pod_monitor_resource(), monitoring);
+    // Backups: Jobs and Pods of the backup component (slimmed), and the two backup kinds;
+    // shared streams, since several controllers are woken by them.
+    let backup_objects = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/component=backup,app.kubernetes.io/managed-by={MANAGED_BY}"
+    ));
+    let (jobs, job_writer) = reflector::store_shared::<Job>(256);
+    let job_for_backups = job_writer.subscribe().expect("a shared store");
+    let job_for_blocksights = job_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(scoped::<Job>(&client, ns), backup_objects.clone())
+            .default_backoff()
+            .modify(|j: &mut Job| {
+                if let Some(spec) = j.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+                j.metadata.managed_fields = None;
+            })
+            .reflect_shared(job_writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    let (pods, pod_writer) = reflector::store_shared::<Pod>(256);
+    let pod_for_backups = pod_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(scoped::<Pod>(&client, ns), backup_objects)
+            .default_backoff()
+            .modify(|p: &mut Pod| {
+                p.spec = None;
+                p.metadata.managed_fields = None;
+            })
+            .reflect_shared(pod_writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    let (backups, backup_writer) = reflector::store_shared::<BlockSightBackup>(256);
+    let backup_for_backups = backup_writer.subscribe().expect("a shared store");
+    let backup_for_blocksights = backup_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(
+            scoped::<BlockSightBackup>(&client, ns),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|b: &mut BlockSightBackup| b.metadata.managed_fields = None)
+        .reflect_shared(backup_writer)
+        .for_each(|_| futures::future::ready(())),
+    );
+    let (restores, restore_writer) = reflector::store_shared::<BlockSightRestore>(256);
+    let restore_for_blocksights = restore_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(
+            scoped::<BlockSightRestore>(&client, ns),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|r: &mut BlockSightRestore| r.metadata.managed_fields = None)
+        .reflect_shared(restore_writer)
+        .for_each(|_| futures::future::ready(())),
+    );
     let caches = Caches {
+        jobs,
+        pods,
+        backups: backups.clone(),
+        restores,
         config_maps,
         secrets,
         services,
@@ -463,6 +550,17 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(ingress_events)
         .owns_stream_with(service_monitor_events, service_monitor_resource())
         .owns_stream_with(pod_monitor_events, pod_monitor_resource())
+        // Scheduled backup Jobs (adopted as BlockSightBackups), drills, backups and restores
+        // of a BlockSight feed its status.backup and gate its API.
+        .watches_shared_stream(job_for_blocksights, |job: Arc<Job>| {
+            instance_ref(job.labels().get(INSTANCE_LABEL), job.namespace())
+        })
+        .watches_shared_stream(backup_for_blocksights, |b: Arc<BlockSightBackup>| {
+            instance_ref(Some(&b.spec.block_sight), b.namespace())
+        })
+        .watches_shared_stream(restore_for_blocksights, |r: Arc<BlockSightRestore>| {
+            instance_ref(Some(&r.spec.block_sight), r.namespace())
+        })
         // The chain probes ask for a reconcile when what they found changed.
         .reconcile_on(
             reconcile_requests.map(|(namespace, name): (String, String)| {
@@ -509,7 +607,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     });
 
     {
-        let (health, caches) = (health.clone(), caches.clone());
+        let (health, caches, primary) = (health.clone(), caches.clone(), primary.clone());
         tokio::spawn(async move {
             if primary.wait_until_ready().await.is_ok() && caches.wait_until_ready().await.is_ok() {
                 info!("every watch has delivered its first list: ready");
@@ -517,8 +615,34 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             }
         });
     }
+    let backup_ctx = Arc::new(BackupContext {
+        ctx: ctx.clone(),
+        blocksights: primary.clone(),
+    });
+    let backup_controller = Controller::for_shared_stream(backup_for_backups, backups)
+        .watches_shared_stream(job_for_backups, |job: Arc<Job>| {
+            backup_of(job.labels(), job.name_any(), job.namespace())
+        })
+        .watches_shared_stream(pod_for_backups, |pod: Arc<Pod>| {
+            let job = pod
+                .labels()
+                .get(JOB_NAME_LABEL)
+                .cloned()
+                .unwrap_or_default();
+            backup_of(pod.labels(), job, pod.namespace())
+        })
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(backups::reconcile, backups::error_policy, backup_ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!(error = %other, "backup controller"),
+                }
+            }
+        });
     info!(namespace = ns.unwrap_or("<all>"), "starting the controller");
-    controller
+    let blocksight_controller = controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
@@ -529,8 +653,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                     other => warn!(error = %other, "controller"),
                 }
             }
-        })
-        .await;
+        });
+    futures::join!(blocksight_controller, backup_controller);
     info!("controller stopped");
     shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {

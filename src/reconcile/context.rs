@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::crd::{BlockSightBackup, BlockSightRestore};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -37,6 +38,12 @@ pub struct Caches {
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     pub volume_claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
     pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
+    /// Backup Jobs (label-selected), without their pod template.
+    pub jobs: Store<Job>,
+    /// Backup pods: metadata and status only (the termination message is the result).
+    pub pods: Store<Pod>,
+    pub backups: Store<BlockSightBackup>,
+    pub restores: Store<BlockSightRestore>,
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
     pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
@@ -188,6 +195,10 @@ impl Caches {
         self.service_accounts.wait_until_ready().await?;
         self.volume_claims.wait_until_ready().await?;
         self.cron_jobs.wait_until_ready().await?;
+        self.jobs.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.backups.wait_until_ready().await?;
+        self.restores.wait_until_ready().await?;
         self.stateful_sets.wait_until_ready().await?;
         self.deployments.wait_until_ready().await?;
         self.autoscalers.wait_until_ready().await?;

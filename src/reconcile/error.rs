@@ -52,6 +52,9 @@ pub enum Error {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// Creating the BlockSightBackup of a scheduled Job, or deleting one out of retention.
+    #[error(transparent)]
+    Backup(#[from] super::backups::BackupControllerError),
 }
 
 impl Error {
@@ -64,6 +67,7 @@ impl Error {
             Error::Apply(ApplyError::Apply { .. }) => "apply",
             Error::Apply(ApplyError::Prune { .. }) => "prune",
             Error::Status(_) => "status",
+            Error::Backup(e) => e.category(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Error {
             Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
             Error::Apply(ApplyError::Prune { .. }) => "PruneFailed",
             Error::Status(_) => "StatusFailed",
+            Error::Backup(_) => "BackupFailed",
         }
     }
 

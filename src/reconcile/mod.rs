@@ -11,9 +11,11 @@
 //! BlockSight that already matches the cluster costs no request.
 
 pub mod apply;
+pub mod backups;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod jobs;
 pub mod status;
 
 use std::sync::Arc;
@@ -183,11 +185,16 @@ async fn apply_all(
     }
     let uid = bs.uid().unwrap_or_default();
     apply::apply_children(ctx, &valid.namespace, &uid, desired).await?;
+    if valid.backup.as_ref().is_some_and(|b| b.scheduled) {
+        for name in backups::adopt_scheduled(ctx, &valid.namespace, &valid.name).await? {
+            info!(backup = %name, "scheduled backup recorded");
+        }
+    }
     Ok(())
 }
 
 /// Kubernetes timestamps have second precision.
-fn now() -> Time {
+pub(crate) fn now() -> Time {
     let now = jiff::Timestamp::now();
     Time(jiff::Timestamp::from_second(now.as_second()).expect("in range"))
 }

@@ -49,10 +49,24 @@ pub type Faults = Vec<(String, u16)>;
 /// Answer every request as the API server would (echo applied and created objects with a
 /// uid and resourceVersion, acknowledge deletes), and record it.
 pub async fn serve(
+    handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    faults: Arc<Mutex<Faults>>,
+    primary: Arc<Mutex<Option<Value>>>,
+) {
+    serve_with(handle, calls, faults, primary, Arc::default()).await
+}
+
+/// Objects the server holds by REST path (without query): PATCHes of them and of their
+/// status answer with the stored object (status replaced by a status patch's).
+pub type Stored = Arc<Mutex<std::collections::BTreeMap<String, Value>>>;
+
+pub async fn serve_with(
     mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
     calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Faults>>,
     primary: Arc<Mutex<Option<Value>>>,
+    stored: Stored,
 ) {
     while let Some((request, send)) = handle.next_request().await {
         let method = request.method().to_string();
@@ -86,7 +100,20 @@ pub async fn serve(
             );
             continue;
         }
+        let path = line.split_once(' ').map(|(_, p)| p).unwrap_or_default();
+        let held = stored
+            .lock()
+            .unwrap()
+            .get(path.trim_end_matches("/status"))
+            .cloned();
         let (status, answer) = match method.as_str() {
+            "PATCH" if held.is_some() => {
+                let mut object = held.unwrap();
+                if path.ends_with("/status") {
+                    object["status"] = body["status"].clone();
+                }
+                (200, object)
+            }
             "DELETE" => (
                 200,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
@@ -131,6 +158,10 @@ pub struct CacheWriters {
     pub service_accounts: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ServiceAccount>>,
     pub volume_claims: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
     pub cron_jobs: Writer<PartialObjectMeta<k8s_openapi::api::batch::v1::CronJob>>,
+    pub jobs: Writer<k8s_openapi::api::batch::v1::Job>,
+    pub pods: Writer<k8s_openapi::api::core::v1::Pod>,
+    pub backups: Writer<blocksight_operator::crd::BlockSightBackup>,
+    pub restores: Writer<blocksight_operator::crd::BlockSightRestore>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
     pub autoscalers:
@@ -155,6 +186,10 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (service_accounts, sa) = ready();
     let (volume_claims, pvc) = ready();
     let (cron_jobs, cj) = ready();
+    let (jobs, jo) = ready();
+    let (pods, po) = ready();
+    let (backups, bk) = ready();
+    let (restores, rs) = ready();
     let (stateful_sets, ss) = ready();
     let (deployments, de) = ready();
     let (autoscalers, hp) = ready();
@@ -172,6 +207,10 @@ pub fn caches() -> (Caches, CacheWriters) {
             service_accounts,
             volume_claims,
             cron_jobs,
+            jobs,
+            pods,
+            backups,
+            restores,
             stateful_sets,
             deployments,
             autoscalers,
@@ -188,6 +227,10 @@ pub fn caches() -> (Caches, CacheWriters) {
             service_accounts: sa,
             volume_claims: pvc,
             cron_jobs: cj,
+            jobs: jo,
+            pods: po,
+            backups: bk,
+            restores: rs,
             stateful_sets: ss,
             deployments: de,
             autoscalers: hp,
@@ -343,6 +386,8 @@ pub struct Harness {
     pub primary: Arc<Mutex<Option<Value>>>,
     /// Errors the server injects; clear them to let a retry succeed.
     pub faults: Arc<Mutex<Faults>>,
+    /// Other objects the server holds (BlockSightBackups, BlockSightRestores).
+    pub stored: Stored,
 }
 
 pub fn harness(caches: Caches, faults: Faults) -> Harness {
@@ -351,11 +396,13 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let primary = Arc::new(Mutex::new(None));
     let faults = Arc::new(Mutex::new(faults));
-    let server = tokio::spawn(serve(
+    let stored = Stored::default();
+    let server = tokio::spawn(serve_with(
         handle,
         calls.clone(),
         faults.clone(),
         primary.clone(),
+        stored.clone(),
     ));
     let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(Context {
@@ -381,6 +428,7 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
         server,
         primary,
         faults,
+        stored,
     }
 }
 
