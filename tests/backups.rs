@@ -501,3 +501,59 @@ async fn the_blocksight_reconcile_records_each_scheduled_job_as_a_backup_once() 
     h2.reconcile(&bs).await.expect("reconciled");
     assert!(!lines(&h2.take_calls()).contains(&format!("POST {BSB_PATH}")));
 }
+
+#[tokio::test]
+async fn retention_deletes_old_backups_objects_and_the_finalizer_takes_the_data() {
+    // regtest example: keepLast 4.
+    let bs = blocksight(REGTEST);
+    let (caches, mut writers) = caches();
+    writers.converge(&bs, true);
+    for (name, day) in [
+        ("b1", 1),
+        ("b2", 2),
+        ("b3", 3),
+        ("b4", 4),
+        ("b5", 5),
+        ("b6", 6),
+    ] {
+        let mut b = with_finalizer(backup(name, "dev"));
+        b.status = Some(
+            serde_json::from_value(json!({"phase": "Completed", "completedAt": format!("2026-11-{:02}T03:00:00Z", 26 - day)}))
+                .unwrap(),
+        );
+        writers
+            .backups
+            .apply_watcher_event(&watcher::Event::Apply(b));
+    }
+    // Another BlockSight's backups are not ours to prune.
+    let mut foreign = backup("x1", "prod");
+    foreign.status = Some(
+        serde_json::from_value(
+            json!({"phase": "Completed", "completedAt": "2020-01-01T00:00:00Z"}),
+        )
+        .unwrap(),
+    );
+    writers
+        .backups
+        .apply_watcher_event(&watcher::Event::Apply(foreign));
+    let h = harness(caches, vec![]);
+    h.reconcile(&bs).await.expect("reconciled");
+    let deletes: Vec<String> = lines(&h.take_calls())
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            format!("DELETE {BSB_PATH}/b5"),
+            format!("DELETE {BSB_PATH}/b6")
+        ]
+    );
+    // Sent once, not again while the watch has not caught up.
+    h.reconcile(&bs).await.expect("reconciled");
+    assert!(
+        !lines(&h.take_calls())
+            .iter()
+            .any(|l| l.starts_with("DELETE"))
+    );
+}

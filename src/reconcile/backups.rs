@@ -585,3 +585,306 @@ pub async fn adopt_scheduled(
     }
     Ok(created)
 }
+
+/// When a backup happened, for retention: its completion, else its creation.
+fn backup_time(bsb: &BlockSightBackup) -> Option<jiff::Timestamp> {
+    bsb.status
+        .as_ref()
+        .and_then(|s| s.completed_at.as_ref())
+        .or(bsb.meta().creation_timestamp.as_ref())
+        .map(|t| t.0)
+}
+
+/// The BlockSightBackups of BlockSight `blocksight` that retention deletes (pure).
+///
+/// Completed backups follow the policy (`backup::keep`, the rule `blocksight backup prune`
+/// applies: the newest always stays, then keepLast and the retention age). Failed backups go
+/// once they are older than the oldest completed backup kept. Backups named in `protected`
+/// (a restore in progress, a restoreFrom not done yet) are never deleted.
+pub fn out_of_policy(
+    blocksight: &str,
+    namespace: &str,
+    policy: &validate::Backup,
+    backups: &[Arc<BlockSightBackup>],
+    protected: &std::collections::BTreeSet<String>,
+    now: jiff::Timestamp,
+) -> Vec<String> {
+    let mine: Vec<&Arc<BlockSightBackup>> = backups
+        .iter()
+        .filter(|b| {
+            b.spec.block_sight == blocksight
+                && b.namespace().as_deref() == Some(namespace)
+                && b.meta().deletion_timestamp.is_none()
+        })
+        .collect();
+    let phase = |b: &BlockSightBackup| b.status.as_ref().and_then(|s| s.phase);
+    let mut completed: Vec<&Arc<BlockSightBackup>> = mine
+        .iter()
+        .copied()
+        .filter(|b| phase(b) == Some(BackupPhase::Completed))
+        .collect();
+    completed.sort_by_key(|b| std::cmp::Reverse((backup_time(b), b.name_any())));
+    let times: Vec<Option<jiff::Timestamp>> = completed.iter().map(|b| backup_time(b)).collect();
+    let keep = crate::backup::keep(&times, policy.retention, policy.keep_last, now);
+    let oldest_kept = completed
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .filter_map(|(b, _)| backup_time(b))
+        .min();
+    let mut out: Vec<String> = completed
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| !**k)
+        .map(|(b, _)| b.name_any())
+        .collect();
+    if let Some(oldest_kept) = oldest_kept {
+        out.extend(
+            mine.iter()
+                .filter(|b| phase(b) == Some(BackupPhase::Failed))
+                .filter(|b| backup_time(b).is_some_and(|t| t < oldest_kept))
+                .map(|b| b.name_any()),
+        );
+    }
+    out.retain(|name| !protected.contains(name));
+    out.sort();
+    out
+}
+
+/// The backups that must stay whatever the policy: those a restore in progress or a
+/// pending restoreFrom of `bs` will read.
+pub fn protected_backups(
+    bs: &ValidBlockSight,
+    restored_from: Option<&str>,
+    restores: &[Arc<crate::crd::BlockSightRestore>],
+) -> std::collections::BTreeSet<String> {
+    let mut names: std::collections::BTreeSet<String> = restores
+        .iter()
+        .filter(|r| r.namespace().as_deref() == Some(bs.namespace.as_str()))
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_none_or(|p| p.is_active())
+        })
+        .map(|r| r.spec.backup.clone())
+        .collect();
+    if let Some(from) = &bs.restore_from
+        && restored_from != Some(from.as_str())
+    {
+        names.insert(from.clone());
+    }
+    names
+}
+
+/// Delete the BlockSightBackups of `bs` that retention no longer keeps (their finalizer
+/// then deletes the data). Returns their names.
+pub async fn apply_retention(
+    ctx: &Context,
+    bs: &ValidBlockSight,
+    restored_from: Option<&str>,
+) -> Result<Vec<String>, BackupControllerError> {
+    let Some(policy) = &bs.backup else {
+        return Ok(vec![]);
+    };
+    let protected = protected_backups(bs, restored_from, &ctx.caches.restores.state());
+    let doomed = out_of_policy(
+        &bs.name,
+        &bs.namespace,
+        policy,
+        &ctx.caches.backups.state(),
+        &protected,
+        jiff::Timestamp::now(),
+    );
+    let api: Api<BlockSightBackup> = Api::namespaced(ctx.client.clone(), &bs.namespace);
+    let mut deleted = Vec::new();
+    for name in doomed {
+        if ctx
+            .recent_writes
+            .contains("BlockSightBackup", &bs.namespace, &name, "<deleted>")
+        {
+            continue;
+        }
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(name.clone()),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                return Err(kube_err("deleting (retention)", "BlockSightBackup", &name)(
+                    e,
+                ));
+            }
+        }
+        ctx.recent_writes
+            .record("BlockSightBackup", &bs.namespace, &name, "<deleted>");
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::crd::{BlockSightBackupSpec, BlockSightRestore, BlockSightRestoreSpec};
+
+    const DAY: i64 = 86_400;
+
+    fn now() -> jiff::Timestamp {
+        "2026-03-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn bsb(name: &str, of: &str, phase: BackupPhase, days_ago: i64) -> Arc<BlockSightBackup> {
+        let mut b = BlockSightBackup::new(
+            name,
+            BlockSightBackupSpec {
+                block_sight: of.into(),
+            },
+        );
+        b.metadata.namespace = Some("ns".into());
+        b.status = Some(BlockSightBackupStatus {
+            phase: Some(phase),
+            completed_at: Some(Time(
+                now() - jiff::SignedDuration::from_secs(days_ago * DAY),
+            )),
+            ..Default::default()
+        });
+        Arc::new(b)
+    }
+
+    fn policy(retention_days: Option<u64>, keep_last: Option<usize>) -> validate::Backup {
+        validate::Backup {
+            scheduled: true,
+            schedule: "0 3 * * *".parse().unwrap(),
+            retention: retention_days.map(|d| Duration::from_secs(d * DAY as u64)),
+            keep_last,
+            target: validate::BackupTarget::Volume(validate::Volume {
+                size: k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),
+                storage_class_name: None,
+            }),
+            verify_schedule: None,
+            service_account_annotations: Default::default(),
+        }
+    }
+
+    fn history() -> Vec<Arc<BlockSightBackup>> {
+        use BackupPhase::*;
+        vec![
+            bsb("d1", "main", Completed, 1),
+            bsb("d10", "main", Completed, 10),
+            bsb("d35", "main", Completed, 35),
+            bsb("d40", "main", Completed, 40),
+            bsb("f2", "main", Failed, 2),
+            bsb("f50", "main", Failed, 50),
+            bsb("running", "main", Running, 60),
+            bsb("other", "other", Completed, 90),
+        ]
+    }
+
+    #[test]
+    fn retention_by_age_and_count_over_completed_backups_of_one_blocksight() {
+        let none = BTreeSet::new();
+        assert_eq!(
+            out_of_policy(
+                "main",
+                "ns",
+                &policy(Some(30), None),
+                &history(),
+                &none,
+                now()
+            ),
+            ["d35", "d40", "f50"]
+        );
+        assert_eq!(
+            out_of_policy(
+                "main",
+                "ns",
+                &policy(None, Some(3)),
+                &history(),
+                &none,
+                now()
+            ),
+            ["d40", "f50"]
+        );
+        // Either rule keeps.
+        assert_eq!(
+            out_of_policy(
+                "main",
+                "ns",
+                &policy(Some(5), Some(2)),
+                &history(),
+                &none,
+                now()
+            ),
+            ["d35", "d40", "f50"]
+        );
+    }
+
+    #[test]
+    fn the_newest_successful_backup_always_stays() {
+        use BackupPhase::*;
+        let old = vec![
+            bsb("d35", "main", Completed, 35),
+            bsb("d40", "main", Completed, 40),
+            bsb("f1", "main", Failed, 1),
+        ];
+        let none = BTreeSet::new();
+        assert_eq!(
+            out_of_policy("main", "ns", &policy(Some(30), None), &old, &none, now()),
+            ["d40"],
+            "d35 stays though past retention; the failure after it too"
+        );
+        // Without any completed backup, failures are all kept (they are the only history).
+        let failures = vec![bsb("f1", "main", Failed, 100)];
+        assert!(
+            out_of_policy(
+                "main",
+                "ns",
+                &policy(Some(1), None),
+                &failures,
+                &none,
+                now()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn backups_a_restore_needs_are_protected() {
+        let mut restore = BlockSightRestore::new(
+            "r",
+            BlockSightRestoreSpec {
+                block_sight: "main".into(),
+                backup: "d40".into(),
+            },
+        );
+        restore.metadata.namespace = Some("ns".into());
+        let mut bs: crate::crd::BlockSight = serde_yaml::from_str(
+            "{apiVersion: blocksight.live/v1alpha1, kind: BlockSight, metadata: {name: main, namespace: ns}, spec: {network: regtest, postgres: {restoreFrom: {backup: d35}}, backup: {destination: {volume: {}}}}}",
+        )
+        .unwrap();
+        bs.metadata.namespace = Some("ns".into());
+        let valid = validate::validate(&bs).unwrap();
+        let protected = protected_backups(&valid, None, &[Arc::new(restore.clone())]);
+        assert_eq!(
+            protected,
+            BTreeSet::from(["d35".to_owned(), "d40".to_owned()])
+        );
+        assert_eq!(
+            out_of_policy(
+                "main",
+                "ns",
+                &policy(Some(30), None),
+                &history(),
+                &protected,
+                now()
+            ),
+            ["f50"]
+        );
+        // Once done, neither protects any more.
+        restore.status = Some(crate::crd::BlockSightRestoreStatus {
+            phase: Some(crate::crd::RestorePhase::Completed),
+            ..Default::default()
+        });
+        assert!(protected_backups(&valid, Some("d35"), &[Arc::new(restore)]).is_empty());
+    }
+}

@@ -190,6 +190,14 @@ async fn apply_all(
             info!(backup = %name, "scheduled backup recorded");
         }
     }
+    let restored_from = bs
+        .status
+        .as_ref()
+        .and_then(|s| s.backup.as_ref())
+        .and_then(|b| b.restored_from.as_deref());
+    for name in backups::apply_retention(ctx, valid, restored_from).await? {
+        info!(backup = %name, "outside the retention policy: deleted with its data");
+    }
     Ok(())
 }
 
