@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL};
+use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
@@ -41,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::backups::{self, BackupContext};
 use crate::reconcile::context::empty_monitor_store;
 use crate::reconcile::jobs::JOB_NAME_LABEL;
+use crate::reconcile::restores;
 use crate::reconcile::{self, Caches, Context, RecentWrites, drift};
 
 /// Settings of `blocksight run`.
@@ -459,6 +460,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (jobs, job_writer) = reflector::store_shared::<Job>(256);
     let job_for_backups = job_writer.subscribe().expect("a shared store");
     let job_for_blocksights = job_writer.subscribe().expect("a shared store");
+    let job_for_restores = job_writer.subscribe().expect("a shared store");
     tokio::spawn(
         watcher(scoped::<Job>(&client, ns), backup_objects.clone())
             .default_backoff()
@@ -486,6 +488,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (backups, backup_writer) = reflector::store_shared::<BlockSightBackup>(256);
     let backup_for_backups = backup_writer.subscribe().expect("a shared store");
     let backup_for_blocksights = backup_writer.subscribe().expect("a shared store");
+    let backup_for_restores = backup_writer.subscribe().expect("a shared store");
     tokio::spawn(
         watcher(
             scoped::<BlockSightBackup>(&client, ns),
@@ -498,6 +501,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     );
     let (restores, restore_writer) = reflector::store_shared::<BlockSightRestore>(256);
     let restore_for_blocksights = restore_writer.subscribe().expect("a shared store");
+    let restore_for_restores = restore_writer.subscribe().expect("a shared store");
     tokio::spawn(
         watcher(
             scoped::<BlockSightRestore>(&client, ns),
@@ -512,7 +516,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         jobs,
         pods,
         backups: backups.clone(),
-        restores,
+        restores: restores.clone(),
         config_maps,
         secrets,
         services,
@@ -632,12 +636,52 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             backup_of(pod.labels(), job, pod.namespace())
         })
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(backups::reconcile, backups::error_policy, backup_ctx)
+        .run(
+            backups::reconcile,
+            backups::error_policy,
+            backup_ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 match e {
                     kube::runtime::controller::Error::ReconcilerFailed(..) => {}
                     other => warn!(error = %other, "backup controller"),
+                }
+            }
+        });
+    // Restores: woken by their Jobs, their safety backup, and the API Deployment draining.
+    let restore_controller = Controller::for_shared_stream(restore_for_restores, restores.clone())
+        .watches_shared_stream(job_for_restores, |job: Arc<Job>| {
+            let name = job.labels().get(RESTORE_LABEL)?.clone();
+            Some(ObjectRef::<BlockSightRestore>::new(&name).within(&job.namespace()?))
+        })
+        .watches_shared_stream(backup_for_restores, {
+            let restores = restores.clone();
+            move |b: Arc<BlockSightBackup>| {
+                let namespace = b.namespace();
+                restores
+                    .state()
+                    .iter()
+                    .filter(|r| {
+                        r.namespace() == namespace
+                            && (r.spec.backup == b.name_any()
+                                || restores::safety_backup_name(&r.name_any()) == b.name_any())
+                    })
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(
+            restores::reconcile,
+            restores::error_policy,
+            backup_ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!(error = %other, "restore controller"),
                 }
             }
         });
@@ -654,7 +698,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                 }
             }
         });
-    futures::join!(blocksight_controller, backup_controller);
+    futures::join!(blocksight_controller, backup_controller, restore_controller);
     info!("controller stopped");
     shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {

@@ -11,11 +11,13 @@
 //! BlockSight that already matches the cluster costs no request.
 
 pub mod apply;
+pub mod backup_status;
 pub mod backups;
 pub mod context;
 pub mod drift;
 pub mod error;
 pub mod jobs;
+pub mod restores;
 pub mod status;
 
 use std::sync::Arc;
@@ -73,6 +75,7 @@ pub async fn reconcile(
     }
 
     let mut observation = None;
+    let mut backups = None;
     let (outcome, error) = match validate::validate(bs) {
         Err(invalid) => (
             Outcome::Invalid(invalid.clone()),
@@ -85,12 +88,14 @@ pub async fn reconcile(
                 .poller
                 .observation(&key)
                 .unwrap_or_else(|| Observation::initial(&valid));
+            let facts = backup_status::observe(&ctx, &valid, bs.status.as_ref());
             let outcome = if valid.paused {
                 (Outcome::Paused, None)
             } else {
-                apply_pipeline(&ctx, bs, &valid, &observed).await
+                apply_pipeline(&ctx, bs, &valid, &observed, &facts).await
             };
             observation = Some(observed);
+            backups = Some((valid, facts));
             outcome
         }
     };
@@ -99,7 +104,35 @@ pub async fn reconcile(
     let chain = observation
         .as_ref()
         .filter(|_| matches!(outcome, Outcome::Applied { .. }));
-    let new_status = status::compute(previous, bs.meta().generation, &outcome, chain, now());
+    let now = now();
+    let generation = bs.meta().generation;
+    let mut new_status = status::compute(previous, generation, &outcome, chain, now.clone());
+    if let Some((valid, facts)) = &backups {
+        let old = previous.and_then(|p| p.backup.as_ref());
+        let section = backup_status::section(old, facts);
+        let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+        let extra = backup_status::conditions(
+            valid,
+            facts,
+            section.as_ref(),
+            previous_conditions,
+            generation,
+            &now,
+        );
+        new_status.conditions.retain(|c| {
+            c.type_ != backup_status::RESTORING && c.type_ != backup_status::BACKUP_HEALTHY
+        });
+        new_status.conditions.extend(extra);
+        backup_status::record_metrics(
+            &ctx.metrics,
+            &namespace,
+            &name,
+            old,
+            section.as_ref(),
+            &facts.backups,
+        );
+        new_status.backup = section;
+    }
     if previous != Some(&new_status) {
         let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
         status::write(&api, &name, &new_status).await?;
@@ -132,6 +165,7 @@ async fn apply_pipeline(
     bs: &BlockSight,
     valid: &validate::ValidBlockSight,
     observed: &Observation,
+    facts: &backup_status::Facts,
 ) -> (Outcome, Option<Error>) {
     let namespace = &valid.namespace;
     // Once serving, the API keeps serving: a database hiccup must not scale it to zero.
@@ -139,11 +173,16 @@ async fn apply_pipeline(
         .caches
         .deployment(namespace, &build::Component::Api.child_name(valid))
         .is_some_and(|d| d.spec.replicas.unwrap_or(1) > 0);
+    // A restore replaces the database under the API: it serves nobody meanwhile.
     let gates = build::Gates {
-        api_serving: serving || (observed.database_ready() && observed.cache_ready()),
+        api_serving: !facts.hold_api()
+            && (serving || (observed.database_ready() && observed.cache_ready())),
     };
     let desired = build::build_gated(valid, &ctx.settings, gates);
-    let result = apply_all(ctx, bs, valid, &desired).await;
+    let mut result = apply_all(ctx, bs, valid, &desired).await;
+    if result.is_ok() {
+        result = start_restore_from(ctx, valid, observed, facts).await;
+    }
     let workloads = status::observe(
         &desired.children,
         |n| ctx.caches.stateful_set(namespace, n),
@@ -198,6 +237,40 @@ async fn apply_all(
     for name in backups::apply_retention(ctx, valid, restored_from).await? {
         info!(backup = %name, "outside the retention policy: deleted with its data");
     }
+    Ok(())
+}
+
+/// spec.postgres.restoreFrom: once the new database is up, the Job that restores it.
+async fn start_restore_from(
+    ctx: &Context,
+    valid: &validate::ValidBlockSight,
+    observed: &Observation,
+    facts: &backup_status::Facts,
+) -> Result<(), Error> {
+    let source = valid.restore_from.as_ref().and_then(|from| {
+        ctx.caches
+            .backups
+            .get(&kube::runtime::reflector::ObjectRef::new(from).within(&valid.namespace))
+            .map(|b| b.spec.block_sight.clone())
+    });
+    let Some(job) = backup_status::restore_from_job(
+        valid,
+        facts,
+        observed.database_ready(),
+        source.as_deref(),
+        &ctx.settings,
+    ) else {
+        return Ok(());
+    };
+    let name = job.name_any();
+    if ctx
+        .recent_writes
+        .contains("Job", &valid.namespace, &name, "")
+    {
+        return Ok(());
+    }
+    backups::apply_job(ctx, &valid.namespace, &job).await?;
+    ctx.recent_writes.record("Job", &valid.namespace, &name, "");
     Ok(())
 }
 
@@ -283,6 +356,26 @@ async fn publish_transitions(
             let (_, note) = message(kind).unwrap_or_default();
             events.push((EventType::Normal, reason.to_owned(), note));
         }
+    }
+    for (warning, reason, note) in
+        backup_status::events(old.and_then(|o| o.backup.as_ref()), new.backup.as_ref())
+    {
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        events.push((type_, reason.to_owned(), note));
+    }
+    let reason_of = |s: Option<&BlockSightStatus>, kind: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+            .map(|c| c.reason.clone())
+    };
+    if reason_of(Some(new), backup_status::RESTORING).as_deref() == Some("RestoreFromBlocked")
+        && reason_of(old, backup_status::RESTORING).as_deref() != Some("RestoreFromBlocked")
+    {
+        let (_, note) = message(backup_status::RESTORING).unwrap_or_default();
+        events.push((EventType::Warning, "RestoreFromBlocked".to_owned(), note));
     }
     // One event per reason: an unreachable service flips its condition and Degraded together.
     let mut seen = std::collections::BTreeSet::new();
