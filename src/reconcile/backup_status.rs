@@ -418,7 +418,9 @@ pub fn events(
 }
 
 /// Fill the backup metrics of one BlockSight from its section (and the failure count from
-/// the section's change).
+/// the section's change). With backups `enabled`, every series exists from the start (a
+/// timestamp of 0 means never; the failure counter counts from zero), as the alert rules in
+/// monitoring/ expect.
 pub fn record_metrics(
     metrics: &Metrics,
     namespace: &str,
@@ -426,12 +428,18 @@ pub fn record_metrics(
     old: Option<&BackupStatus>,
     new: Option<&BackupStatus>,
     backups: &[Arc<BlockSightBackup>],
+    enabled: bool,
 ) {
     let labels = InstanceLabels {
         namespace: namespace.to_owned(),
         blocksight: name.to_owned(),
     };
     let m = &metrics.backup;
+    if enabled {
+        let _ = m.last_success_timestamp.get_or_create(&labels);
+        let _ = m.verification_last_timestamp.get_or_create(&labels);
+        let _ = m.failures.get_or_create(&labels);
+    }
     let Some(new) = new else { return };
     if let Some(s) = &new.last_successful {
         m.last_success_timestamp

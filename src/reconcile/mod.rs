@@ -130,6 +130,7 @@ pub async fn reconcile(
             old,
             section.as_ref(),
             &facts.backups,
+            valid.backup.as_ref().is_some_and(|b| b.scheduled),
         );
         new_status.backup = section;
     }
