@@ -394,3 +394,28 @@ pub fn render_with(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_self_installs_an_executable_copy_of_the_running_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = dir.path().join("blocksight");
+        super::copy_self(&to).unwrap();
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(
+            std::fs::metadata(&to).unwrap().len(),
+            std::fs::metadata(&me).unwrap().len()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&to).unwrap().permissions().mode() & 0o777,
+                0o755
+            );
+        }
+        let missing = dir.path().join("no/such/dir/blocksight");
+        assert!(super::copy_self(&missing).is_err());
+    }
+}

@@ -17,7 +17,8 @@ pub struct BlockSightStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Ready, Progressing, Degraded, Paused, InvalidSpec, ChainSynced, IndexSynced,
-    /// DatabaseReady, CacheReady (each with observedGeneration).
+    /// DatabaseReady, CacheReady, Restoring and, with backups configured, BackupHealthy (each
+    /// with observedGeneration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Per component (bitcoind, electrs, postgres, redis, api, prometheus, grafana).
