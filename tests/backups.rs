@@ -403,11 +403,13 @@ async fn deleting_a_completed_backup_deletes_its_data_first() {
 }
 
 #[tokio::test]
-async fn deleting_a_backup_that_never_completed_releases_it_at_once_and_stops_its_job() {
+async fn deleting_a_backup_that_never_completed_stops_its_job_then_releases_it() {
     let mut s = scene(&[blocksight(REGTEST)]);
     let mut bsb = with_finalizer(backup("b6", "dev"));
-    bsb.status =
-        Some(serde_json::from_value(json!({"phase": "Running", "jobName": "b6"})).unwrap());
+    bsb.status = Some(
+        serde_json::from_value(json!({"phase": "Running", "trigger": "OnDemand", "jobName": "b6"}))
+            .unwrap(),
+    );
     bsb.metadata.deletion_timestamp = Some(time("2026-11-27T00:00:00Z"));
     s.put_job(
         "b6",
@@ -419,11 +421,28 @@ async fn deleting_a_backup_that_never_completed_releases_it_at_once_and_stops_it
     let calls = s.reconcile(&bsb).await;
     assert_eq!(
         lines(&calls),
-        [
-            "DELETE /apis/batch/v1/namespaces/default/jobs/b6".to_owned(),
-            format!("PATCH {BSB_PATH}/b6"),
-        ]
+        ["DELETE /apis/batch/v1/namespaces/default/jobs/b6".to_owned()]
     );
+    // Released once the Job is gone.
+    s.jobs.apply_watcher_event(&watcher::Event::Delete(Job {
+        metadata: ObjectMeta {
+            name: Some("b6".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    let calls = s.reconcile(&bsb).await;
+    assert_eq!(lines(&calls), [format!("PATCH {BSB_PATH}/b6")]);
+    // A Failed backup without a Job (TTL) goes at once.
+    let mut failed = with_finalizer(backup("b7", "dev"));
+    failed.status = Some(
+        serde_json::from_value(json!({"phase": "Failed", "trigger": "OnDemand", "error": "x"}))
+            .unwrap(),
+    );
+    failed.metadata.deletion_timestamp = Some(time("2026-11-27T00:00:00Z"));
+    let calls = s.reconcile(&failed).await;
+    assert_eq!(lines(&calls), [format!("PATCH {BSB_PATH}/b7")]);
 }
 
 #[tokio::test]

@@ -144,17 +144,23 @@ pub fn plan(
         if !has_finalizer {
             return Plan { steps, status };
         }
+        // The backup's own Job goes first, and the finalizer only once it is gone: a Job of
+        // the backup CronJob still listed without its BlockSightBackup would be recorded
+        // again as a new backup (see scheduled_to_adopt).
+        let job_gone = observed.job.is_none();
         if phase != Some(BackupPhase::Completed) {
-            // Nothing usable was stored. A Job still running is stopped, so it cannot finish a
-            // backup nobody lists any more.
-            if observed.job.as_ref().is_some_and(|j| !j.is_finished()) {
+            // Nothing usable was stored; a Job still running is stopped, so it cannot finish
+            // a backup nobody lists any more.
+            if job_gone {
+                steps.push(Step::RemoveFinalizer);
+            } else {
                 steps.push(Step::DeleteJob(name.clone()));
             }
-            steps.push(Step::RemoveFinalizer);
             return Plan { steps, status };
         }
         match (&observed.delete_job, &observed.blocksight) {
-            (Some(JobState::Succeeded { .. }), _) => steps.push(Step::RemoveFinalizer),
+            (Some(JobState::Succeeded { .. }), _) if job_gone => steps.push(Step::RemoveFinalizer),
+            (Some(JobState::Succeeded { .. }), _) => steps.push(Step::DeleteJob(name.clone())),
             (Some(JobState::Failed { reason, .. }), _) => {
                 let error = format!(
                     "deleting the backup's data failed: {reason}; delete Job {} to retry, or remove the finalizer {FINALIZER} to keep the data and forget the backup",
@@ -282,6 +288,7 @@ pub fn scheduled_to_adopt(
     let cron_job = format!("{blocksight}-backup");
     jobs.iter()
         .filter(|j| j.namespace().as_deref() == Some(namespace))
+        .filter(|j| j.meta().deletion_timestamp.is_none())
         .filter(|j| {
             j.labels().get(builder::PURPOSE_LABEL).map(String::as_str)
                 == Some(Purpose::Backup.as_str())
