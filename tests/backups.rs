@@ -386,11 +386,31 @@ async fn deleting_a_completed_backup_deletes_its_data_first() {
     );
     assert_eq!(s.reconcile(&bsb).await, vec![]);
 
-    // Once the data is gone, the object may go.
+    // The data is gone; the backup's own Job (kept in the CronJob's history) goes next, so
+    // it cannot be recorded again as a backup once the object is gone.
     s.put_job(
         "b5-del",
         finished("Complete", "CompletionsReached", "2026-11-27T00:01:00Z"),
     );
+    s.put_job(
+        "b5",
+        finished("Complete", "CompletionsReached", "2026-11-26T03:04:00Z"),
+    );
+    let calls = s.reconcile(&bsb).await;
+    assert_eq!(
+        lines(&calls),
+        ["DELETE /apis/batch/v1/namespaces/default/jobs/b5".to_owned()]
+    );
+
+    // Then the object may go.
+    s.jobs.apply_watcher_event(&watcher::Event::Delete(Job {
+        metadata: ObjectMeta {
+            name: Some("b5".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
     let calls = s.reconcile(&bsb).await;
     assert_eq!(lines(&calls), [format!("PATCH {BSB_PATH}/b5")]);
     assert_eq!(
