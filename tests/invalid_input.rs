@@ -239,3 +239,54 @@ fn restore_from_is_immutable() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_backup_volume_may_grow_but_never_shrink_and_keeps_its_class() {
+    let yaml = include_str!("../examples/regtest.yaml").replace(
+        "volume: {size: 2Gi}",
+        "volume: {size: 2Gi, storageClassName: slow}",
+    );
+    let old: BlockSight = serde_yaml::from_str(&yaml).unwrap();
+    assert!(yaml.contains("storageClassName: slow"));
+    let volume = |bs: &mut BlockSight| {
+        bs.spec
+            .backup
+            .destination
+            .as_mut()
+            .unwrap()
+            .volume
+            .as_mut()
+            .unwrap()
+            .clone()
+    };
+    let mut grown = old.clone();
+    let mut v = volume(&mut grown);
+    v.size = Some("5Gi".into());
+    grown.spec.backup.destination.as_mut().unwrap().volume = Some(v);
+    assert_eq!(validate::check_cel(&grown, Some(&old)), vec![]);
+
+    let mut shrunk = old.clone();
+    let mut v = volume(&mut shrunk);
+    v.size = Some("1Gi".into());
+    shrunk.spec.backup.destination.as_mut().unwrap().volume = Some(v);
+    let problems = validate::check_cel(&shrunk, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.backup.destination.volume.size"
+                && p.reason.contains("never shrink")),
+        "{problems:?}"
+    );
+    let mut reclassed = old.clone();
+    let mut v = volume(&mut reclassed);
+    v.storage_class_name = Some("fast".into());
+    reclassed.spec.backup.destination.as_mut().unwrap().volume = Some(v);
+    let problems = validate::check_cel(&reclassed, Some(&old));
+    assert!(
+        problems.iter().any(
+            |p| p.field == "spec.backup.destination.volume.storageClassName"
+                && p.reason.contains("immutable")
+        ),
+        "{problems:?}"
+    );
+}

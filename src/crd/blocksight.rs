@@ -151,14 +151,19 @@ pub struct BackupDestination {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupVolume {
-    /// Size of the volume (a Kubernetes quantity, default 20Gi).
+    /// Size of the volume (a Kubernetes quantity, default 20Gi). May grow (when the
+    /// StorageClass allows expansion) but never shrink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 50Gi"))]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 50Gi"),
+        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage size may grow but never shrink")
+    )]
     pub size: Option<String>,
-    /// StorageClass of the volume; the cluster default when omitted.
+    /// StorageClass of the volume; the cluster default when omitted. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
     pub storage_class_name: Option<String>,
 }
 
