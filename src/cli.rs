@@ -67,7 +67,8 @@ pub enum Command {
         )]
         operator_metrics_target: String,
         /// The operator's own image (the chart sets it): Prometheus and Grafana pods run it
-        /// as an init container that writes this release's rules and dashboards.
+        /// as an init container that writes this release's rules and dashboards, and backup
+        /// pods install the `blocksight` binary from it.
         #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::build::DEFAULT_OPERATOR_IMAGE)]
         operator_image: String,
         /// How often each BlockSight's bitcoind, electrs, PostgreSQL and Redis are probed (jittered).
@@ -107,6 +108,10 @@ pub enum Command {
         /// (ServiceMonitors and PodMonitors under `prometheusOperator: auto`).
         #[arg(long)]
         prometheus_operator: bool,
+        /// Also print an example of each Job the operator creates for BlockSightBackup and
+        /// BlockSightRestore objects (backup, drill, restore, delete).
+        #[arg(long)]
+        backup_jobs: bool,
         /// The operator image the deployment runs (as the controller would use it).
         #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::build::DEFAULT_OPERATOR_IMAGE)]
         operator_image: String,
@@ -127,6 +132,13 @@ pub enum Command {
     Backup(crate::backup::cli::BackupArgs),
     /// Print the version.
     Version,
+    /// Copy this binary to a path (the backup pods' init container installs it for the
+    /// PostgreSQL image's container; the operator image has no shell or cp).
+    #[command(hide = true)]
+    CopySelf {
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 /// A positive duration such as 30s or 2m.
@@ -218,6 +230,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             with_secrets,
             prometheus_operator,
             operator_image,
+            backup_jobs,
         } => {
             let text = read_input(&file)?;
             let settings = BuildSettings {
@@ -225,7 +238,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
                 operator_image,
                 ..Default::default()
             };
-            match render(&text, output, with_secrets, &settings) {
+            match render_with(&text, output, with_secrets, backup_jobs, &settings) {
                 Ok(out) => {
                     print!("{out}");
                     Ok(0)
@@ -255,7 +268,26 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             println!("blocksight {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
+        Command::CopySelf { to } => {
+            copy_self(&to)?;
+            Ok(0)
+        }
     }
+}
+
+/// Copy the running executable to `to`, executable by everyone (the backup container runs
+/// as another user than the init container on some images).
+pub fn copy_self(to: &std::path::Path) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating the running executable")?;
+    std::fs::copy(&me, to)
+        .with_context(|| format!("copying {} to {}", me.display(), to.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", to.display()))?;
+    }
+    Ok(())
 }
 
 fn read_input(file: &PathBuf) -> anyhow::Result<String> {
@@ -275,9 +307,10 @@ pub fn crd_yaml() -> String {
     crd_files().into_iter().map(|(_, yaml)| yaml).collect()
 }
 
-/// The files of crds/: `<plural>.<group>.yaml`, one CRD each.
+/// The files of crds/: `<plural>.<group>.yaml`, one CRD each, sorted by file name (the
+/// order `ls crds/` and `kubectl apply -f crds/` use).
 pub fn crd_files() -> Vec<(String, String)> {
-    crd::all_crds()
+    let mut files: Vec<(String, String)> = crd::all_crds()
         .iter()
         .map(|c| {
             let name = c.metadata.name.clone().unwrap_or_default();
@@ -286,7 +319,9 @@ pub fn crd_files() -> Vec<(String, String)> {
                 format!("---\n{}", serde_yaml::to_string(c).expect("CRDs serialize")),
             )
         })
-        .collect()
+        .collect();
+    files.sort();
+    files
 }
 
 /// Parse one YAML document into a BlockSight, naming the field of any type error.
@@ -310,6 +345,18 @@ pub fn render(
     text: &str,
     output: OutputFormat,
     with_secrets: bool,
+    settings: &BuildSettings,
+) -> anyhow::Result<String> {
+    render_with(text, output, with_secrets, false, settings)
+}
+
+/// [`render`], plus (`backup_jobs`) one example of each Job the operator creates for
+/// BlockSightBackups and BlockSightRestores, so they can be reviewed and validated offline.
+pub fn render_with(
+    text: &str,
+    output: OutputFormat,
+    with_secrets: bool,
+    backup_jobs: bool,
     settings: &BuildSettings,
 ) -> anyhow::Result<String> {
     // YAML is written out per BlockSight (memory stays flat with thousands of documents);
@@ -367,6 +414,11 @@ pub fn render(
         for child in &build::build(&valid, settings).children {
             emit(None, Some(child));
         }
+        if backup_jobs {
+            for job in build::backup::example_jobs(&valid, settings) {
+                emit(Some(serde_json::to_value(&job).expect("serializes")), None);
+            }
+        }
     }
     if found == 0 {
         bail!("no BlockSight document found");
@@ -381,4 +433,29 @@ pub fn render(
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_self_installs_an_executable_copy_of_the_running_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = dir.path().join("blocksight");
+        super::copy_self(&to).unwrap();
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(
+            std::fs::metadata(&to).unwrap().len(),
+            std::fs::metadata(&me).unwrap().len()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&to).unwrap().permissions().mode() & 0o777,
+                0o755
+            );
+        }
+        let missing = dir.path().join("no/such/dir/blocksight");
+        assert!(super::copy_self(&missing).is_err());
+    }
 }

@@ -517,6 +517,12 @@ impl Metrics {
         }
         self.backup.failures.remove(&instance);
         self.forget_snapshots(namespace, name);
+        self.backup.last_success_timestamp.remove(&instance);
+        self.backup.last_size.remove(&instance);
+        self.backup.last_duration.remove(&instance);
+        self.backup.verification_last_timestamp.remove(&instance);
+        self.backup.verification_last_success.remove(&instance);
+        self.backup.verification_last_duration.remove(&instance);
         for service in PROBED_SERVICES {
             let labels = ServiceLabels {
                 namespace: namespace.to_owned(),

@@ -43,7 +43,15 @@ pub const WATCH_SCOPE: &[Rule] = &[
         &["get", "patch"],
     ),
     // Owner references with blockOwnerDeletion need update on the owner's finalizers.
-    rule("blocksight.live", &["blocksights/finalizers"], &["update"]),
+    rule(
+        "blocksight.live",
+        &[
+            "blocksights/finalizers",
+            "blocksightbackups/finalizers",
+            "blocksightrestores/finalizers",
+        ],
+        &["update"],
+    ),
     rule(
         "blocksight.live",
         &["blocksightbackups", "blocksightrestores"],
@@ -63,9 +71,16 @@ pub const WATCH_SCOPE: &[Rule] = &[
     ),
     rule(
         "",
-        &["configmaps", "services", "serviceaccounts"],
+        &[
+            "configmaps",
+            "services",
+            "serviceaccounts",
+            "persistentvolumeclaims",
+        ],
         CHILD_VERBS,
     ),
+    // Backup pods: read their phase and termination message (the backup's result).
+    rule("", &["pods"], &["list", "watch"]),
     rule("apps", &["statefulsets", "deployments"], CHILD_VERBS),
     rule("autoscaling", &["horizontalpodautoscalers"], CHILD_VERBS),
     rule("policy", &["poddisruptionbudgets"], CHILD_VERBS),

@@ -14,7 +14,10 @@ use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -29,12 +32,16 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, volume_snapshot};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
-use crate::crd::BlockSight;
+use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
 use crate::metrics::Metrics;
+use crate::reconcile::backups::{self, BackupContext};
 use crate::reconcile::context::{empty_monitor_store, system_clock};
+use crate::reconcile::jobs::JOB_NAME_LABEL;
+use crate::reconcile::restores;
 use crate::reconcile::{self, Caches, Context, RecentWrites, drift};
 
 /// Settings of `blocksight run`.
@@ -63,8 +70,8 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "the BlockSight CRD (blocksight.live/v1alpha1) is not installed in this cluster: \
-         install it with `blocksight crd | kubectl apply --server-side -f -` (or the Helm chart)"
+        "the BlockSight CRDs (blocksight.live/v1alpha1: BlockSight, BlockSightBackup, \
+         BlockSightRestore) are not installed in this cluster: install them with `blocksight crd | kubectl apply --server-side -f -` (or the Helm chart)"
     )]
     CrdMissing,
     #[error("lost the leader Lease; exiting so that a restart re-joins the election")]
@@ -159,7 +166,13 @@ pub async fn check_crd(client: &Client) -> Result<(), RunError> {
         .list_api_group_resources("blocksight.live/v1alpha1")
         .await
     {
-        Ok(list) if list.resources.iter().any(|r| r.name == "blocksights") => Ok(()),
+        Ok(list)
+            if ["blocksights", "blocksightbackups", "blocksightrestores"]
+                .iter()
+                .all(|kind| list.resources.iter().any(|r| r.name == *kind)) =>
+        {
+            Ok(())
+        }
         Ok(_) => Err(RunError::CrdMissing),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(RunError::CrdMissing),
         Err(e) => Err(RunError::Other(
@@ -316,6 +329,40 @@ fn monitor_reflector(
     (reader, stream)
 }
 
+/// The BlockSight named by a label or field, in `namespace`.
+fn instance_ref(
+    name: Option<&String>,
+    namespace: Option<String>,
+) -> Option<ObjectRef<DeserializeGuard<BlockSight>>> {
+    Some(ObjectRef::new(name?).within(&namespace?))
+}
+
+/// The BlockSightBackup a backup Job or pod serves: the one its label names (on-demand,
+/// safety and delete Jobs), else the one named after a backup Job (scheduled).
+fn backup_of(
+    labels: &std::collections::BTreeMap<String, String>,
+    job: String,
+    namespace: Option<String>,
+) -> Option<ObjectRef<BlockSightBackup>> {
+    let name = match labels.get(BACKUP_LABEL) {
+        Some(name) => name.clone(),
+        None if labels.get(PURPOSE_LABEL).map(String::as_str) == Some("backup") => job,
+        None => return None,
+    };
+    Some(ObjectRef::new(&name).within(&namespace?))
+}
+
+/// Raise `listed` when a watch stream delivers its first complete list.
+fn first_list_signal<K>(
+    listed: tokio::sync::watch::Sender<bool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            listed.send_replace(true);
+        }
+    }
+}
+
 /// Run the controller until SIGTERM (or until leadership is lost).
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = Client::try_default()
@@ -395,6 +442,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
     let (network_policies, network_policy_events) =
         metadata_reflector::<NetworkPolicy>(&client, ns, &children);
+    let (service_accounts, service_account_events) =
+        metadata_reflector::<ServiceAccount>(&client, ns, &children);
+    let (volume_claims, volume_claim_events) =
+        metadata_reflector::<PersistentVolumeClaim>(&client, ns, &children);
+    let (cron_jobs, cron_job_events) = metadata_reflector::<CronJob>(&client, ns, &children);
     let (autoscalers, autoscaler_events) =
         metadata_reflector::<HorizontalPodAutoscaler>(&client, ns, &children);
     let (disruption_budgets, budget_events) =
@@ -451,11 +503,84 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         volume_snapshot::resource(),
         snapshots_served,
     );
+    // Backups: Jobs and Pods of the backup component (slimmed), and the two backup kinds;
+    // shared streams, since several controllers are woken by them.
+    let backup_objects = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/component=backup,app.kubernetes.io/managed-by={MANAGED_BY}"
+    ));
+    let (jobs, job_writer) = reflector::store_shared::<Job>(256);
+    let job_for_backups = job_writer.subscribe().expect("a shared store");
+    let job_for_blocksights = job_writer.subscribe().expect("a shared store");
+    let job_for_restores = job_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(scoped::<Job>(&client, ns), backup_objects.clone())
+            .default_backoff()
+            .modify(|j: &mut Job| {
+                if let Some(spec) = j.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+                j.metadata.managed_fields = None;
+            })
+            .reflect_shared(job_writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    let (pods, pod_writer) = reflector::store_shared::<Pod>(256);
+    let pod_for_backups = pod_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(scoped::<Pod>(&client, ns), backup_objects)
+            .default_backoff()
+            .modify(|p: &mut Pod| {
+                p.spec = None;
+                p.metadata.managed_fields = None;
+            })
+            .reflect_shared(pod_writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    // Their controllers wait on these two stores themselves; the caches learn of their first
+    // list from the streams instead (see context::Listed).
+    let (backups_listed_tx, backups_listed) = tokio::sync::watch::channel(false);
+    let (restores_listed_tx, restores_listed) = tokio::sync::watch::channel(false);
+    let (backups, backup_writer) = reflector::store_shared::<BlockSightBackup>(256);
+    let backup_for_backups = backup_writer.subscribe().expect("a shared store");
+    let backup_for_blocksights = backup_writer.subscribe().expect("a shared store");
+    let backup_for_restores = backup_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(
+            scoped::<BlockSightBackup>(&client, ns),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|b: &mut BlockSightBackup| b.metadata.managed_fields = None)
+        .reflect_shared(backup_writer)
+        .inspect(first_list_signal(backups_listed_tx))
+        .for_each(|_| futures::future::ready(())),
+    );
+    let (restores, restore_writer) = reflector::store_shared::<BlockSightRestore>(256);
+    let restore_for_blocksights = restore_writer.subscribe().expect("a shared store");
+    let restore_for_restores = restore_writer.subscribe().expect("a shared store");
+    tokio::spawn(
+        watcher(
+            scoped::<BlockSightRestore>(&client, ns),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|r: &mut BlockSightRestore| r.metadata.managed_fields = None)
+        .reflect_shared(restore_writer)
+        .inspect(first_list_signal(restores_listed_tx))
+        .for_each(|_| futures::future::ready(())),
+    );
     let caches = Caches {
+        jobs,
+        pods,
+        backups: backups.clone(),
+        restores: restores.clone(),
         config_maps,
         secrets,
         services,
         network_policies,
+        service_accounts,
+        volume_claims,
+        cron_jobs,
         stateful_sets,
         deployments,
         autoscalers,
@@ -466,7 +591,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         volume_snapshots,
         listed: Default::default(),
     }
-    .track_listing();
+    .track_listing(vec![backups_listed, restores_listed]);
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(config.identity.clone()),
@@ -487,17 +612,16 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             watcher::Config::default().any_semantic(),
         ),
     )
-    .inspect(move |event| {
-        if let Ok(watcher::Event::InitDone) = event {
-            primary_listed_tx.send_replace(true);
-        }
-    })
+    .inspect(first_list_signal(primary_listed_tx))
     .applied_objects();
     let controller = Controller::for_stream(blocksight_events, primary.clone())
         .owns_stream(config_map_events)
         .owns_stream(secret_events)
         .owns_stream(service_events)
         .owns_stream(network_policy_events)
+        .owns_stream(service_account_events)
+        .owns_stream(volume_claim_events)
+        .owns_stream(cron_job_events)
         .owns_stream(stateful_set_events)
         .owns_stream(deployment_events)
         .owns_stream(autoscaler_events)
@@ -518,6 +642,17 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             },
             volume_snapshot::resource(),
         )
+        // Scheduled backup Jobs (adopted as BlockSightBackups), drills, backups and restores
+        // of a BlockSight feed its status.backup and gate its API.
+        .watches_shared_stream(job_for_blocksights, |job: Arc<Job>| {
+            instance_ref(job.labels().get(INSTANCE_LABEL), job.namespace())
+        })
+        .watches_shared_stream(backup_for_blocksights, |b: Arc<BlockSightBackup>| {
+            instance_ref(Some(&b.spec.block_sight), b.namespace())
+        })
+        .watches_shared_stream(restore_for_blocksights, |r: Arc<BlockSightRestore>| {
+            instance_ref(Some(&r.spec.block_sight), r.namespace())
+        })
         // The chain probes ask for a reconcile when what they found changed.
         .reconcile_on(
             reconcile_requests.map(|(namespace, name): (String, String)| {
@@ -580,8 +715,74 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             }
         });
     }
+    let backup_ctx = Arc::new(BackupContext {
+        ctx: ctx.clone(),
+        blocksights: primary.clone(),
+    });
+    let backup_controller = Controller::for_shared_stream(backup_for_backups, backups)
+        .watches_shared_stream(job_for_backups, |job: Arc<Job>| {
+            backup_of(job.labels(), job.name_any(), job.namespace())
+        })
+        .watches_shared_stream(pod_for_backups, |pod: Arc<Pod>| {
+            let job = pod
+                .labels()
+                .get(JOB_NAME_LABEL)
+                .cloned()
+                .unwrap_or_default();
+            backup_of(pod.labels(), job, pod.namespace())
+        })
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(
+            backups::reconcile,
+            backups::error_policy,
+            backup_ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!(error = %other, "backup controller"),
+                }
+            }
+        });
+    // Restores: woken by their Jobs, their safety backup, and the API Deployment draining.
+    let restore_controller = Controller::for_shared_stream(restore_for_restores, restores.clone())
+        .watches_shared_stream(job_for_restores, |job: Arc<Job>| {
+            let name = job.labels().get(RESTORE_LABEL)?.clone();
+            Some(ObjectRef::<BlockSightRestore>::new(&name).within(&job.namespace()?))
+        })
+        .watches_shared_stream(backup_for_restores, {
+            let restores = restores.clone();
+            move |b: Arc<BlockSightBackup>| {
+                let namespace = b.namespace();
+                restores
+                    .state()
+                    .iter()
+                    .filter(|r| {
+                        r.namespace() == namespace
+                            && (r.spec.backup == b.name_any()
+                                || restores::safety_backup_name(&r.name_any()) == b.name_any())
+                    })
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(
+            restores::reconcile,
+            restores::error_policy,
+            backup_ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!(error = %other, "restore controller"),
+                }
+            }
+        });
     info!(namespace = ns.unwrap_or("<all>"), "starting the controller");
-    controller
+    let blocksight_controller = controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
@@ -592,8 +793,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                     other => warn!(error = %other, "controller"),
                 }
             }
-        })
-        .await;
+        });
+    futures::join!(blocksight_controller, backup_controller, restore_controller);
     info!("controller stopped");
     shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {

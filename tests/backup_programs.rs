@@ -36,6 +36,7 @@ on_both_destinations!(
     truncated_archive_is_refused,
     retention_prunes_by_age_and_count_and_keeps_the_newest,
     interrupted_upload_is_not_a_backup_and_is_pruned_later,
+    delete_removes_one_backup_and_is_idempotent,
 );
 
 /// `backup <command> <destination flags> <extra>`.
@@ -558,6 +559,55 @@ async fn retention_prunes_by_age_and_count_and_keeps_the_newest(kind: Kind) {
     let survivor = run(&services, &dest, "verify", &["--backup", "b1"]).await;
     survivor.expect_code(0);
 
+    pg.drop_database(&source).await;
+}
+
+/// `delete --name`: what the operator's delete Job runs when a BlockSightBackup is deleted.
+async fn delete_removes_one_backup_and_is_idempotent(kind: Kind) {
+    let Some(services) = Services::get().await else {
+        return;
+    };
+    let pg = &services.pg;
+    let dest = Destination::new(kind, &services).await;
+    let source = unique_name("bsb_del");
+    pg.create_small_source(&source).await;
+    for name in ["keep-me", "drop-me"] {
+        run(
+            &services,
+            &dest,
+            "dump",
+            &["--database", &source, "--name", name],
+        )
+        .await
+        .expect_code(0);
+    }
+    let deleted = run(&services, &dest, "delete", &["--name", "drop-me"]).await;
+    deleted.expect_code(0);
+    let report = deleted.json();
+    assert_eq!(report["existed"], true);
+    assert_eq!(
+        report["objectsDeleted"], 2,
+        "manifest and archive: {report}"
+    );
+    let keys = dest.keys().await;
+    assert!(keys.iter().all(|k| !k.contains("/drop-me/")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("/keep-me/")), "{keys:?}");
+    assert_eq!(
+        names(&run(&services, &dest, "list", &[]).await.json()),
+        ["keep-me"]
+    );
+
+    // Again (a retried Job): nothing there, still a success.
+    let again = run(&services, &dest, "delete", &["--name", "drop-me"]).await;
+    again.expect_code(0);
+    assert_eq!(again.json()["existed"], false);
+    // A name that could escape the prefix is a usage error.
+    run(&services, &dest, "delete", &["--name", "../keep-me"])
+        .await
+        .expect_code(2);
+    run(&services, &dest, "verify", &["--backup", "keep-me"])
+        .await
+        .expect_code(0);
     pg.drop_database(&source).await;
 }
 

@@ -114,14 +114,19 @@ async fn first_reconcile_creates_credentials_then_applies_every_child_in_order_t
             true
         );
     }
-    // ConfigMaps and Services strictly before the workloads that read them.
+    // ConfigMaps, Services, ServiceAccounts and volumes strictly before the workloads that
+    // use them.
     let first_workload = children
         .iter()
         .position(|c| c.kind() == ChildKind::StatefulSet)
         .unwrap();
     assert!(children[..first_workload].iter().all(|c| matches!(
         c.kind(),
-        ChildKind::ConfigMap | ChildKind::Service | ChildKind::NetworkPolicy
+        ChildKind::ConfigMap
+            | ChildKind::Service
+            | ChildKind::NetworkPolicy
+            | ChildKind::ServiceAccount
+            | ChildKind::PersistentVolumeClaim
     )));
 
     // Status: nothing is ready yet, with observedGeneration everywhere.

@@ -220,3 +220,122 @@ fn render_names_the_document_and_the_bad_kind() {
         "{error}"
     );
 }
+
+#[test]
+fn backup_and_restore_specs_are_immutable() {
+    use blocksight_operator::crd::{
+        BlockSightBackup, BlockSightBackupSpec, BlockSightRestore, BlockSightRestoreSpec,
+    };
+    let old = BlockSightBackup::new(
+        "nightly",
+        BlockSightBackupSpec {
+            block_sight: "main".into(),
+        },
+    );
+    let mut moved = old.clone();
+    moved.spec.block_sight = "other".into();
+    let problems = validate::check_cel_of(&moved, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec" && p.reason.contains("spec is immutable")),
+        "{problems:?}"
+    );
+    assert_eq!(validate::check_cel_of(&old, Some(&old)), vec![]);
+
+    let old = BlockSightRestore::new(
+        "undo",
+        BlockSightRestoreSpec {
+            block_sight: "main".into(),
+            backup: "nightly".into(),
+        },
+    );
+    let mut other = old.clone();
+    other.spec.backup = "weekly".into();
+    let problems = validate::check_cel_of(&other, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec" && p.reason.contains("spec is immutable")),
+        "{problems:?}"
+    );
+    let mut empty = old.clone();
+    empty.spec.backup = String::new();
+    let problems = validate::check_cel_of(&empty, None);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.backup" && p.reason.contains("must name a BlockSightBackup")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn restore_from_is_immutable() {
+    let mut old = mainnet();
+    old.spec.postgres.restore_from = Some(blocksight_operator::crd::RestoreFrom {
+        backup: "nightly".into(),
+    });
+    let mut new = old.clone();
+    new.spec.postgres.restore_from = Some(blocksight_operator::crd::RestoreFrom {
+        backup: "weekly".into(),
+    });
+    let problems = validate::check_cel(&new, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.postgres.restoreFrom" && p.reason.contains("immutable")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_backup_volume_may_grow_but_never_shrink_and_keeps_its_class() {
+    let yaml = include_str!("../examples/regtest.yaml").replace(
+        "volume: {size: 2Gi}",
+        "volume: {size: 2Gi, storageClassName: slow}",
+    );
+    let old: BlockSight = serde_yaml::from_str(&yaml).unwrap();
+    assert!(yaml.contains("storageClassName: slow"));
+    let volume = |bs: &mut BlockSight| {
+        bs.spec
+            .backup
+            .destination
+            .as_mut()
+            .unwrap()
+            .volume
+            .as_mut()
+            .unwrap()
+            .clone()
+    };
+    let mut grown = old.clone();
+    let mut v = volume(&mut grown);
+    v.size = Some("5Gi".into());
+    grown.spec.backup.destination.as_mut().unwrap().volume = Some(v);
+    assert_eq!(validate::check_cel(&grown, Some(&old)), vec![]);
+
+    let mut shrunk = old.clone();
+    let mut v = volume(&mut shrunk);
+    v.size = Some("1Gi".into());
+    shrunk.spec.backup.destination.as_mut().unwrap().volume = Some(v);
+    let problems = validate::check_cel(&shrunk, Some(&old));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.backup.destination.volume.size"
+                && p.reason.contains("never shrink")),
+        "{problems:?}"
+    );
+    let mut reclassed = old.clone();
+    let mut v = volume(&mut reclassed);
+    v.storage_class_name = Some("fast".into());
+    reclassed.spec.backup.destination.as_mut().unwrap().volume = Some(v);
+    let problems = validate::check_cel(&reclassed, Some(&old));
+    assert!(
+        problems.iter().any(
+            |p| p.field == "spec.backup.destination.volume.storageClassName"
+                && p.reason.contains("immutable")
+        ),
+        "{problems:?}"
+    );
+}

@@ -182,18 +182,27 @@ fn endpoint(bs: &ValidBlockSight, peer: Peer) -> Endpoint {
             &[("app.kubernetes.io/name", "ingress-nginx")],
         ),
         Peer::ClusterPrometheus => pod("monitoring", &[("app.kubernetes.io/name", "prometheus")]),
-        Peer::Internet | Peer::ExternalDatabase => Endpoint::External,
+        Peer::Internet | Peer::ExternalDatabase | Peer::ObjectStore => Endpoint::External,
+        Peer::Backup => Endpoint::Pod {
+            namespace: bs.namespace.clone(),
+            labels: blocksight_operator::build::backup::labels(
+                bs,
+                Some(blocksight_operator::build::backup::Purpose::Backup),
+            ),
+        },
         Peer::Dns => pod("kube-system", &[("k8s-app", "kube-dns")]),
         Peer::ExtraApiPeers => pod("partners", &[("role", "client")]),
     }
 }
 
 const MAINNET: &str = include_str!("../examples/mainnet.yaml");
+/// Backups to an S3-compatible server on another port, with keys in a Secret.
+const MINIO: &str = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: lab, namespace: lab}\nspec:\n  network: regtest\n  backup:\n    enabled: true\n    destination:\n      s3: {bucket: lab-backups, endpoint: 'http://minio.storage:9000', forcePathStyle: true, credentialsSecretRef: {secretName: minio-keys}}\n";
 const EXTERNAL_DB: &str = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: ext, namespace: apps}\nspec:\n  network: signet\n  electrs: {enabled: false}\n  postgres: {external: {secretRef: {name: db, key: uri}}}\n  monitoring: {grafana: {enabled: false}}\n  networkPolicy:\n    extraApiPeers: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: partners}}}]\n";
 
 #[test]
 fn exactly_the_documented_flows_are_allowed() {
-    for yaml in [MAINNET, EXTERNAL_DB] {
+    for yaml in [MAINNET, EXTERNAL_DB, MINIO] {
         let bs = valid(yaml);
         let policies = policies(&bs);
         let flows = flows(&bs);
@@ -205,6 +214,8 @@ fn exactly_the_documented_flows_are_allowed() {
             Peer::Internet,
             Peer::Dns,
             Peer::ExtraApiPeers,
+            Peer::Backup,
+            Peer::ObjectStore,
         ]);
         let ports: BTreeSet<i32> = flows
             .iter()
@@ -225,7 +236,7 @@ fn exactly_the_documented_flows_are_allowed() {
                         same(f.from, *from) && same(f.to, *to) && f.port == *port
                     });
                     // Connections between two foreign endpoints are not ours to police.
-                    let ours = |p: &Peer| matches!(p, Peer::Component(_));
+                    let ours = |p: &Peer| matches!(p, Peer::Component(_) | Peer::Backup);
                     if !ours(from) && !ours(to) {
                         continue;
                     }
@@ -243,11 +254,15 @@ fn exactly_the_documented_flows_are_allowed() {
             }
         }
         assert!(checked > 300, "{checked}");
-        // DNS also over UDP, from every component.
-        for c in present(&bs) {
+        // DNS also over UDP, from every component and the backup pods.
+        let mut resolvers: Vec<Peer> = present(&bs).into_iter().map(Peer::Component).collect();
+        if bs.backup.is_some() {
+            resolvers.push(Peer::Backup);
+        }
+        for peer in resolvers {
             assert!(allowed(
                 &policies,
-                &endpoint(&bs, Peer::Component(c)),
+                &endpoint(&bs, peer),
                 &endpoint(&bs, Peer::Dns),
                 53,
                 "UDP"
@@ -310,7 +325,7 @@ fn policies_can_be_disabled() {
 fn the_security_doc_lists_every_flow() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md"))
         .expect("docs/security.md");
-    for bs in [valid(MAINNET), valid(EXTERNAL_DB)] {
+    for bs in [valid(MAINNET), valid(EXTERNAL_DB), valid(MINIO)] {
         for flow in flows(&bs) {
             // bitcoind's ports depend on the network: the doc names them.
             let port = if flow.from == Peer::Internet
@@ -320,6 +335,8 @@ fn the_security_doc_lists_every_flow() {
                 "P2P".to_owned()
             } else if flow.purpose.contains("(RPC)") {
                 "RPC".to_owned()
+            } else if flow.purpose.contains("(S3)") {
+                "S3".to_owned()
             } else {
                 flow.port.to_string()
             };

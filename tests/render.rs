@@ -45,12 +45,15 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 fn pod_specs(objects: &[Value]) -> Vec<(String, &Value)> {
     objects
         .iter()
-        .filter(|o| o["kind"] == "StatefulSet" || o["kind"] == "Deployment")
-        .map(|o| {
-            (
-                o["metadata"]["name"].as_str().unwrap().to_owned(),
-                &o["spec"]["template"]["spec"],
-            )
+        .filter_map(|o| {
+            let name = o["metadata"]["name"].as_str().unwrap().to_owned();
+            match o["kind"].as_str() {
+                Some("StatefulSet" | "Deployment") => Some((name, &o["spec"]["template"]["spec"])),
+                Some("CronJob") => {
+                    Some((name, &o["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+                }
+                _ => None,
+            }
         })
         .collect()
 }
@@ -526,10 +529,14 @@ fn the_operator_rbac_covers_every_kind_it_applies() {
         "PodDisruptionBudget" => ("policy", "poddisruptionbudgets"),
         "Ingress" => ("networking.k8s.io", "ingresses"),
         "NetworkPolicy" => ("networking.k8s.io", "networkpolicies"),
+        "ServiceAccount" => ("", "serviceaccounts"),
+        "PersistentVolumeClaim" => ("", "persistentvolumeclaims"),
+        "CronJob" => ("batch", "cronjobs"),
         other => panic!("unmapped kind {other}"),
     };
     let kinds: BTreeSet<String> = objects(MAINNET)
         .iter()
+        .chain(objects(REGTEST).iter())
         .map(|o| o["kind"].as_str().unwrap().to_owned())
         .collect();
     assert!(kinds.len() >= 7);

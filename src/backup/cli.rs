@@ -72,6 +72,15 @@ pub enum BackupCommand {
         #[command(flatten)]
         destination: DestinationArgs,
     },
+    /// Delete one backup (its manifest first, then its archive). Deleting a backup that is
+    /// not there succeeds (reported with existed: false), so a retried Job is harmless.
+    Delete {
+        /// The backup's name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        destination: DestinationArgs,
+    },
     /// Restore a backup into a database (created if missing), after checking the archive
     /// against its manifest; the target is replaced only once the restore succeeded.
     Restore {
@@ -331,6 +340,12 @@ async fn execute(command: BackupCommand) -> Result<Output> {
                 "orphansDeleted": report.orphans_deleted.len(),
                 "broken": report.broken.len(),
             });
+            Ok(Output::ok(&report, summary))
+        }
+        BackupCommand::Delete { name, destination } => {
+            let destination = destination.open()?;
+            let report = super::delete_backup(&destination, &name).await?;
+            let summary = serde_json::to_value(&report).expect("reports serialize");
             Ok(Output::ok(&report, summary))
         }
         BackupCommand::Restore {

@@ -125,16 +125,32 @@ pub async fn prune(
 
 /// Which of `backups` (newest first) to keep at `now`.
 pub(crate) fn plan(backups: &[Listed], policy: &PrunePolicy, now: jiff::Timestamp) -> Vec<bool> {
-    backups
+    // A manifest time that does not parse was ruled out when listing.
+    let times: Vec<Option<jiff::Timestamp>> = backups
+        .iter()
+        .map(|b| b.manifest.timestamp().ok())
+        .collect();
+    keep(&times, policy.retention, policy.keep_last, now)
+}
+
+/// The retention rule, over backup times sorted newest first: keep the newest, the
+/// `keep_last` newest, and those younger than `retention` (a time in the future, clock
+/// skew, is young; an unknown time is kept only by the other rules). Shared by `prune` and
+/// the operator's retention of BlockSightBackups.
+pub fn keep(
+    times_newest_first: &[Option<jiff::Timestamp>],
+    retention: Option<Duration>,
+    keep_last: Option<usize>,
+    now: jiff::Timestamp,
+) -> Vec<bool> {
+    times_newest_first
         .iter()
         .enumerate()
-        .map(|(index, backup)| {
+        .map(|(index, time)| {
             let newest = index == 0;
-            let within_count = policy.keep_last.is_some_and(|n| index < n);
-            let within_age = policy.retention.is_some_and(|retention| {
-                // A manifest time that does not parse was ruled out when listing; a time in
-                // the future (clock skew) is young.
-                backup.manifest.timestamp().is_ok_and(|time| {
+            let within_count = keep_last.is_some_and(|n| index < n);
+            let within_age = retention.is_some_and(|retention| {
+                time.is_some_and(|time| {
                     let age = now.duration_since(time);
                     age.is_negative() || age.unsigned_abs() <= retention
                 })
@@ -142,6 +158,44 @@ pub(crate) fn plan(backups: &[Listed], policy: &PrunePolicy, now: jiff::Timestam
             newest || within_count || within_age
         })
         .collect()
+}
+
+/// What `delete` removed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteReport {
+    pub name: String,
+    /// False when nothing of that name was there (already deleted: deleting is idempotent).
+    pub existed: bool,
+    pub objects_deleted: usize,
+    pub location: String,
+}
+
+/// Delete one backup: its manifest first (so an interruption leaves an orphan, never a
+/// listed backup without its archive), then every other object of its folder.
+pub async fn delete_backup(destination: &Destination, name: &str) -> Result<DeleteReport> {
+    super::manifest::validate_backup_name(name).map_err(BackupError::Usage)?;
+    let inventory = destination.inventory().await?;
+    let objects = inventory.folders.get(name).cloned().unwrap_or_default();
+    let manifest = destination.manifest_path(name);
+    let mut deleted = 0;
+    if objects.iter().any(|o| o.location == manifest) {
+        destination.delete(&manifest).await?;
+        deleted += 1;
+    }
+    for object in &objects {
+        if object.location != manifest {
+            destination.delete(&object.location).await?;
+            deleted += 1;
+        }
+    }
+    tracing::info!(backup = %name, objects = deleted, "deleted");
+    Ok(DeleteReport {
+        name: name.to_owned(),
+        existed: !objects.is_empty(),
+        objects_deleted: deleted,
+        location: destination.location(name),
+    })
 }
 
 /// A duration as the CRD spells retention: a whole number and one unit of `ms`, `s`, `m`,

@@ -2,6 +2,7 @@
 //! component. The controller applies exactly these; `blocksight render` prints them.
 
 pub mod api;
+pub mod backup;
 pub mod bitcoind;
 pub mod electrs;
 pub mod grafana;
@@ -19,7 +20,10 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
@@ -39,7 +43,8 @@ pub struct BuildSettings {
     /// The prometheus-operator CRDs (monitoring.coreos.com/v1) are installed.
     pub prometheus_operator_crds: bool,
     /// The operator's own image: init containers run it to write the monitoring assets
-    /// (rules, dashboards) of this very release into the Prometheus and Grafana pods.
+    /// (rules, dashboards) of this very release into the Prometheus and Grafana pods, and
+    /// backup pods install the `blocksight` binary from it.
     pub operator_image: String,
 }
 
@@ -78,8 +83,13 @@ pub enum ChildKind {
     Service,
     /// Before the workloads, so pods start isolated.
     NetworkPolicy,
+    /// Before the pods that run as it.
+    ServiceAccount,
+    /// Before the pods that mount it.
+    PersistentVolumeClaim,
     StatefulSet,
     Deployment,
+    CronJob,
     HorizontalPodAutoscaler,
     PodDisruptionBudget,
     Ingress,
@@ -88,12 +98,15 @@ pub enum ChildKind {
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 10] = [
+    pub const ALL: [ChildKind; 13] = [
         Self::ConfigMap,
         Self::Service,
         Self::NetworkPolicy,
+        Self::ServiceAccount,
+        Self::PersistentVolumeClaim,
         Self::StatefulSet,
         Self::Deployment,
+        Self::CronJob,
         Self::HorizontalPodAutoscaler,
         Self::PodDisruptionBudget,
         Self::Ingress,
@@ -106,8 +119,11 @@ impl ChildKind {
             Self::ConfigMap => "ConfigMap",
             Self::Service => "Service",
             Self::NetworkPolicy => "NetworkPolicy",
+            Self::ServiceAccount => "ServiceAccount",
+            Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::StatefulSet => "StatefulSet",
             Self::Deployment => "Deployment",
+            Self::CronJob => "CronJob",
             Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
             Self::Ingress => "Ingress",
@@ -129,8 +145,12 @@ pub enum Child {
     ConfigMap(ConfigMap),
     Service(Service),
     NetworkPolicy(NetworkPolicy),
+    ServiceAccount(ServiceAccount),
+    PersistentVolumeClaim(PersistentVolumeClaim),
     StatefulSet(StatefulSet),
     Deployment(Deployment),
+    /// Boxed: its spec is not optional, which makes it the largest variant by far.
+    CronJob(Box<CronJob>),
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     PodDisruptionBudget(PodDisruptionBudget),
     Ingress(Ingress),
@@ -145,8 +165,11 @@ macro_rules! for_each_child {
             Child::ConfigMap($obj) => $body,
             Child::Service($obj) => $body,
             Child::NetworkPolicy($obj) => $body,
+            Child::ServiceAccount($obj) => $body,
+            Child::PersistentVolumeClaim($obj) => $body,
             Child::StatefulSet($obj) => $body,
             Child::Deployment($obj) => $body,
+            Child::CronJob($obj) => $body,
             Child::HorizontalPodAutoscaler($obj) => $body,
             Child::PodDisruptionBudget($obj) => $body,
             Child::Ingress($obj) => $body,
@@ -162,8 +185,11 @@ impl Child {
             Child::ConfigMap(_) => ChildKind::ConfigMap,
             Child::Service(_) => ChildKind::Service,
             Child::NetworkPolicy(_) => ChildKind::NetworkPolicy,
+            Child::ServiceAccount(_) => ChildKind::ServiceAccount,
+            Child::PersistentVolumeClaim(_) => ChildKind::PersistentVolumeClaim,
             Child::StatefulSet(_) => ChildKind::StatefulSet,
             Child::Deployment(_) => ChildKind::Deployment,
+            Child::CronJob(_) => ChildKind::CronJob,
             Child::HorizontalPodAutoscaler(_) => ChildKind::HorizontalPodAutoscaler,
             Child::PodDisruptionBudget(_) => ChildKind::PodDisruptionBudget,
             Child::Ingress(_) => ChildKind::Ingress,
@@ -266,6 +292,7 @@ pub fn build_gated(bs: &ValidBlockSight, settings: &BuildSettings, gates: Gates)
     }
     children.extend(monitors::build(bs, settings));
     children.extend(network_policy::build(bs));
+    children.extend(backup::build(bs, settings));
     // Stable sort: by kind (apply order), then in the order the builders produced them.
     children.sort_by_key(Child::kind);
     Desired {

@@ -36,6 +36,10 @@ pub enum Peer {
     Dns,
     /// `spec.networkPolicy.extraApiPeers`.
     ExtraApiPeers,
+    /// The pods of this BlockSight's backup, drill, restore and delete Jobs.
+    Backup,
+    /// Any address: the S3 bucket (and the STS endpoint of the pods' cloud identity).
+    ObjectStore,
 }
 
 impl Peer {
@@ -49,6 +53,8 @@ impl Peer {
             Peer::ExternalDatabase => "external PostgreSQL (any address)".to_owned(),
             Peer::Dns => "cluster DNS".to_owned(),
             Peer::ExtraApiPeers => "spec.networkPolicy.extraApiPeers".to_owned(),
+            Peer::Backup => "backup jobs".to_owned(),
+            Peer::ObjectStore => "object store (any address)".to_owned(),
         }
     }
 }
@@ -192,7 +198,38 @@ pub fn flows(bs: &ValidBlockSight) -> Vec<Flow> {
     for component in present(bs) {
         allow(C(component), Peer::Dns, 53, "name resolution");
     }
+    if let Some(backup) = &bs.backup {
+        if matches!(bs.postgres, crate::validate::Postgres::InCluster { .. }) {
+            allow(
+                Peer::Backup,
+                C(Postgres),
+                postgres::PORT,
+                "pg_dump, pg_restore, drills",
+            );
+        }
+        if let crate::validate::BackupTarget::S3 { endpoint, .. } = &backup.target {
+            let port = object_store_port(endpoint.as_deref());
+            allow(Peer::Backup, Peer::ObjectStore, port, "backup storage (S3)");
+            if port != 443 {
+                // Web identity (IRSA) still asks AWS STS over HTTPS.
+                allow(Peer::Backup, Peer::ObjectStore, 443, "cloud identity (STS)");
+            }
+        }
+        allow(Peer::Backup, Peer::Dns, 53, "name resolution");
+    }
     flows
+}
+
+/// The port of an S3 endpoint URL: explicit, else 80 for http and 443 for https or AWS.
+pub fn object_store_port(endpoint: Option<&str>) -> i32 {
+    let Some(url) = endpoint else { return 443 };
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let authority = rest.split('/').next().unwrap_or_default();
+    let explicit = authority
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.ends_with(']') || authority.starts_with('['))
+        .and_then(|(_, port)| port.parse::<i32>().ok());
+    explicit.unwrap_or(if scheme == "http" { 80 } else { 443 })
 }
 
 /// The components `bs` runs.
@@ -256,7 +293,11 @@ fn peers(bs: &ValidBlockSight, settings: &NetworkPolicySpec, peer: Peer) -> Vec<
                 ..Default::default()
             }]
         }
-        Peer::Internet | Peer::ExternalDatabase => anywhere(),
+        Peer::Internet | Peer::ExternalDatabase | Peer::ObjectStore => anywhere(),
+        Peer::Backup => vec![NetworkPolicyPeer {
+            pod_selector: Some(backup_selector(bs)),
+            ..Default::default()
+        }],
         // The cluster DNS as kubeadm, EKS, GKE and kind label it. (NodeLocal DNSCache listens on
         // a link-local address instead: allow it with an extra policy.)
         Peer::Dns => vec![NetworkPolicyPeer {
@@ -288,6 +329,17 @@ fn ports(peer: Peer, port: i32) -> Vec<NetworkPolicyPort> {
             ..Default::default()
         })
         .collect()
+}
+
+/// The pods of the backup Jobs of `bs`.
+fn backup_selector(bs: &ValidBlockSight) -> LabelSelector {
+    let mut labels = super::backup::labels(bs, None);
+    labels.remove("app.kubernetes.io/part-of");
+    labels.remove("app.kubernetes.io/managed-by");
+    LabelSelector {
+        match_labels: Some(labels),
+        ..Default::default()
+    }
 }
 
 /// The NetworkPolicies of `bs` (none when `spec.networkPolicy.enabled` is false).
@@ -349,5 +401,44 @@ pub fn build(bs: &ValidBlockSight) -> Vec<Child> {
             }),
         }));
     }
+    if bs.backup.is_some() {
+        // Backup pods accept nothing; they reach PostgreSQL, DNS and the object store.
+        let egress: Vec<NetworkPolicyEgressRule> = flows
+            .iter()
+            .filter(|f| f.from == Peer::Backup)
+            .map(|f| NetworkPolicyEgressRule {
+                to: Some(peers(bs, settings, f.to)),
+                ports: Some(ports(f.to, f.port)),
+            })
+            .collect();
+        let mut metadata = meta::owned(bs, Component::Postgres, format!("{}-backup", bs.name));
+        metadata.labels = Some(super::backup::labels(bs, None));
+        children.push(Child::NetworkPolicy(NetworkPolicy {
+            metadata,
+            spec: Some(PolicySpec {
+                pod_selector: Some(backup_selector(bs)),
+                policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+                ingress: Some(vec![]),
+                egress: Some(egress),
+            }),
+        }));
+    }
     children
+}
+
+#[cfg(test)]
+mod tests {
+    use super::object_store_port;
+
+    #[test]
+    fn object_store_ports_follow_the_endpoint() {
+        assert_eq!(object_store_port(None), 443);
+        assert_eq!(
+            object_store_port(Some("https://s3.eu-west-1.amazonaws.com")),
+            443
+        );
+        assert_eq!(object_store_port(Some("http://minio.storage:9000")), 9000);
+        assert_eq!(object_store_port(Some("http://minio.storage/")), 80);
+        assert_eq!(object_store_port(Some("https://[::1]:9443/x")), 9443);
+    }
 }

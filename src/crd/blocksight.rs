@@ -106,6 +106,123 @@ pub struct BlockSightSpec {
     /// They are not owned by the BlockSight unless deletionPolicy is Delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_snapshots: Option<VolumeSnapshotsSpec>,
+    /// Scheduled backups of the PostgreSQL database, their retention, and restore drills
+    /// (see docs/backup.md).
+    #[serde(default)]
+    pub backup: BackupSpec,
+}
+
+/// Backups of the database: a CronJob that dumps it on a schedule, retention, and an
+/// optional scheduled restore drill.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.enabled || has(self.destination)").message("backup.destination is required when backups are enabled").field_path(".destination"))]
+pub struct BackupSpec {
+    /// Take scheduled backups (default false). BlockSightBackup objects work either way
+    /// once a destination is set.
+    #[serde(default)]
+    pub enabled: bool,
+    /// When to back up: five cron fields (minute hour day-of-month month day-of-week, UTC)
+    /// or a macro such as @daily; default `0 3 * * *`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub schedule: Option<String>,
+    /// Keep backups younger than this (a duration such as 30d, 12h, 2w). With keepLast, a
+    /// backup is kept when either keeps it; the newest successful backup is always kept.
+    /// Default 30d when neither is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(s|m|h|d|w|y)$')").message("retention must be a duration such as 30d, 12h or 2w"))]
+    pub retention: Option<String>,
+    /// Keep the N newest successful backups (1 to 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("keepLast must be between 1 and 1000"))]
+    pub keep_last: Option<i32>,
+    /// Where backups are stored: exactly one of volume and s3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<BackupDestination>,
+    /// Scheduled restore drills: restore the newest backup into a scratch database, compare
+    /// it with its manifest, drop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<BackupVerify>,
+    /// Annotations of the backup pods' ServiceAccount `<name>-backup`, e.g.
+    /// `eks.amazonaws.com/role-arn` for IRSA (the pods' cloud identity for S3).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub service_account_annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Where backups go.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.volume) != has(self.s3)").message("set exactly one of destination.volume and destination.s3"))]
+pub struct BackupDestination {
+    /// A PersistentVolumeClaim `<name>-backups` created once and kept when the BlockSight
+    /// is deleted (unless deletionPolicy is Delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<BackupVolume>,
+    /// An S3 (or S3-compatible) bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Destination>,
+}
+
+/// A volume for backups.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVolume {
+    /// Size of the volume (a Kubernetes quantity, default 20Gi). May grow (when the
+    /// StorageClass allows expansion) but never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 50Gi"),
+        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage size may grow but never shrink")
+    )]
+    pub size: Option<String>,
+    /// StorageClass of the volume; the cluster default when omitted. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
+    pub storage_class_name: Option<String>,
+}
+
+/// An S3 bucket for backups.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Destination {
+    /// Bucket name.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')").message("bucket must be an S3 bucket name"))]
+    pub bucket: String,
+    /// Folder inside the bucket (default `blocksight/<namespace>/<name>/`, under the
+    /// `blocksight/` prefix the Terraform backup role is scoped to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub prefix: Option<String>,
+    /// Region of the bucket (default: the pod's AWS_REGION, then us-east-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+    /// S3-compatible endpoint URL, e.g. https://minio.storage:9000 (default AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/ ]+(/.*)?$')").message("endpoint must be an http(s) URL"))]
+    pub endpoint: Option<String>,
+    /// Path-style requests (endpoint/bucket/key), which most S3-compatible services need.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Secret holding `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Omitted: the pods use
+    /// their cloud identity (IRSA / EKS Pod Identity, see serviceAccountAnnotations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<ExistingSecret>,
+}
+
+/// Scheduled restore drills.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVerify {
+    /// When to run a drill (five cron fields, UTC, or a macro such as @weekly).
+    #[schemars(length(max = 100))]
+    pub schedule: String,
 }
 
 /// Existing Secrets to use instead of generated credentials.
@@ -348,6 +465,22 @@ pub struct PostgresSpec {
     /// Node selection and tolerations.
     #[serde(default)]
     pub placement: Placement,
+    /// Start the new database from a backup: once PostgreSQL is up and before the API
+    /// serves, the named BlockSightBackup is restored (once). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("restoreFrom is immutable"))]
+    pub restore_from: Option<RestoreFrom>,
+}
+
+/// The backup a new database starts from.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreFrom {
+    /// Name of a Completed BlockSightBackup in this namespace (possibly of another,
+    /// deleted BlockSight that used the same destination).
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("backup must name a BlockSightBackup"))]
+    pub backup: String,
 }
 
 /// An externally managed PostgreSQL.

@@ -3,11 +3,13 @@
 //! Everything the API server can enforce (enums, required fields, CEL cross-field and
 //! transition rules) is declared here, so `blocksight crd` and `blocksight render` share it.
 
+mod backup;
 mod blocksight;
 mod common;
 mod snapshots;
 mod status;
 
+pub use backup::*;
 pub use blocksight::*;
 pub use common::*;
 pub use snapshots::*;
@@ -21,5 +23,9 @@ pub const GROUP: &str = "blocksight.live";
 
 /// Every CRD the operator ships, in the order `blocksight crd` prints them.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![BlockSight::crd()]
+    vec![
+        BlockSight::crd(),
+        BlockSightBackup::crd(),
+        BlockSightRestore::crd(),
+    ]
 }

@@ -17,7 +17,8 @@ pub struct BlockSightStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Ready, Progressing, Degraded, Paused, InvalidSpec, ChainSynced, IndexSynced,
-    /// DatabaseReady, CacheReady (each with observedGeneration).
+    /// DatabaseReady, CacheReady, Restoring and, with backups configured, BackupHealthy (each
+    /// with observedGeneration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Per component (bitcoind, electrs, postgres, redis, api, prometheus, grafana).
@@ -35,6 +36,75 @@ pub struct BlockSightStatus {
     /// Scheduled VolumeSnapshots of the chain data, per component (spec.volumeSnapshots).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_snapshots: Vec<VolumeSnapshotStatus>,
+    /// Backups and restore drills of the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+}
+
+/// Backups of a BlockSight, as far as the operator has seen them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// The newest Completed BlockSightBackup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful: Option<BackupRecord>,
+    /// The newest Failed BlockSightBackup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<BackupFailure>,
+    /// The newest restore drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification: Option<VerificationRecord>,
+    /// The BlockSightBackup spec.postgres.restoreFrom was restored from (so it runs once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
+}
+
+/// A successful backup.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    /// The BlockSightBackup.
+    pub name: String,
+    /// When it completed.
+    pub time: Time,
+    /// Size of the archive.
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// Where it is stored.
+    #[serde(default)]
+    pub location: String,
+}
+
+/// A failed backup.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFailure {
+    /// The BlockSightBackup.
+    pub name: String,
+    /// When it failed.
+    pub time: Time,
+    /// Why.
+    #[serde(default)]
+    pub error: String,
+}
+
+/// A restore drill.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRecord {
+    /// When the drill finished.
+    pub time: Time,
+    /// The backup restored.
+    #[serde(default)]
+    pub backup: String,
+    /// How long the restore into the scratch database took.
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// Passed or Failed.
+    pub result: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Scheduled snapshots of one component's volume.

@@ -4,7 +4,10 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -266,6 +269,9 @@ async fn apply_child(
         Child::ConfigMap(o) => apply_typed(client, namespace, o).await,
         Child::Service(o) => apply_typed(client, namespace, o).await,
         Child::NetworkPolicy(o) => apply_typed(client, namespace, o).await,
+        Child::ServiceAccount(o) => apply_typed(client, namespace, o).await,
+        Child::PersistentVolumeClaim(o) => apply_typed(client, namespace, o).await,
+        Child::CronJob(o) => apply_typed(client, namespace, o.as_ref()).await,
         Child::StatefulSet(o) => apply_typed(client, namespace, o).await,
         Child::Deployment(o) => apply_typed(client, namespace, o).await,
         Child::HorizontalPodAutoscaler(o) => apply_typed(client, namespace, o).await,
@@ -288,6 +294,11 @@ async fn delete_child(
         ChildKind::ConfigMap => delete_typed::<ConfigMap>(client, namespace, name).await,
         ChildKind::Service => delete_typed::<Service>(client, namespace, name).await,
         ChildKind::NetworkPolicy => delete_typed::<NetworkPolicy>(client, namespace, name).await,
+        ChildKind::ServiceAccount => delete_typed::<ServiceAccount>(client, namespace, name).await,
+        ChildKind::PersistentVolumeClaim => {
+            delete_typed::<PersistentVolumeClaim>(client, namespace, name).await
+        }
+        ChildKind::CronJob => delete_typed::<CronJob>(client, namespace, name).await,
         ChildKind::StatefulSet => delete_typed::<StatefulSet>(client, namespace, name).await,
         ChildKind::Deployment => delete_typed::<Deployment>(client, namespace, name).await,
         ChildKind::HorizontalPodAutoscaler => {

@@ -5,9 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::crd::{BlockSightBackup, BlockSightRestore};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
@@ -32,6 +36,15 @@ pub struct Caches {
     pub secrets: Store<Secret>,
     pub services: Store<PartialObjectMeta<Service>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub volume_claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
+    pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
+    /// Backup Jobs (label-selected), without their pod template.
+    pub jobs: Store<Job>,
+    /// Backup pods: metadata and status only (the termination message is the result).
+    pub pods: Store<Pod>,
+    pub backups: Store<BlockSightBackup>,
+    pub restores: Store<BlockSightRestore>,
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
     pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
@@ -125,6 +138,13 @@ impl Caches {
             ChildKind::NetworkPolicy => {
                 get(&self.network_policies, namespace, name).map(|o| f(o.meta()))
             }
+            ChildKind::ServiceAccount => {
+                get(&self.service_accounts, namespace, name).map(|o| f(o.meta()))
+            }
+            ChildKind::PersistentVolumeClaim => {
+                get(&self.volume_claims, namespace, name).map(|o| f(o.meta()))
+            }
+            ChildKind::CronJob => get(&self.cron_jobs, namespace, name).map(|o| f(o.meta())),
             ChildKind::StatefulSet => {
                 get(&self.stateful_sets, namespace, name).map(|o| f(o.meta()))
             }
@@ -203,6 +223,9 @@ impl Caches {
                 ChildKind::ConfigMap => controlled_by(&self.config_maps, uid),
                 ChildKind::Service => controlled_by(&self.services, uid),
                 ChildKind::NetworkPolicy => controlled_by(&self.network_policies, uid),
+                ChildKind::ServiceAccount => controlled_by(&self.service_accounts, uid),
+                ChildKind::PersistentVolumeClaim => controlled_by(&self.volume_claims, uid),
+                ChildKind::CronJob => controlled_by(&self.cron_jobs, uid),
                 ChildKind::StatefulSet => controlled_by(&self.stateful_sets, uid),
                 ChildKind::Deployment => controlled_by(&self.deployments, uid),
                 ChildKind::HorizontalPodAutoscaler => controlled_by(&self.autoscalers, uid),
@@ -218,10 +241,20 @@ impl Caches {
 
     /// Start the one task that waits for every store's first list and publishes it to
     /// [`Caches::wait_until_ready`]. Call once, before anything waits.
-    pub fn track_listing(mut self) -> Self {
+    /// `listed_elsewhere` are the first-list signals of the stores a controller waits on
+    /// itself (BlockSightBackups, BlockSightRestores).
+    pub fn track_listing(
+        mut self,
+        listed_elsewhere: Vec<tokio::sync::watch::Receiver<bool>>,
+    ) -> Self {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let stores = self.clone();
         tokio::spawn(async move {
+            for mut signal in listed_elsewhere {
+                if signal.wait_for(|listed| *listed).await.is_err() {
+                    return;
+                }
+            }
             if stores.wait_for_stores().await.is_ok() {
                 let _ = tx.send(true);
             }
@@ -246,6 +279,14 @@ impl Caches {
         self.secrets.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
         self.network_policies.wait_until_ready().await?;
+        self.service_accounts.wait_until_ready().await?;
+        self.volume_claims.wait_until_ready().await?;
+        self.cron_jobs.wait_until_ready().await?;
+        self.jobs.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        // Not self.backups nor self.restores: their controllers wait on those stores, and a
+        // second waiter could take the only wakeup (see Listed). Their first lists arrive
+        // through the signals given to track_listing.
         self.stateful_sets.wait_until_ready().await?;
         self.deployments.wait_until_ready().await?;
         self.autoscalers.wait_until_ready().await?;

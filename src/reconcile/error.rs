@@ -105,6 +105,9 @@ pub enum Error {
     Status(#[from] StatusError),
     #[error(transparent)]
     Timeout(#[from] TimeoutError),
+    /// Creating the BlockSightBackup of a scheduled Job, or deleting one out of retention.
+    #[error(transparent)]
+    Backup(#[from] super::backups::BackupControllerError),
 }
 
 impl Error {
@@ -119,6 +122,7 @@ impl Error {
             Error::Snapshot(_) => "volume_snapshot",
             Error::Status(_) => "status",
             Error::Timeout(_) => "timeout",
+            Error::Backup(e) => e.category(),
         }
     }
 
@@ -133,6 +137,7 @@ impl Error {
             Error::Snapshot(_) => "VolumeSnapshotRequestFailed",
             Error::Status(_) => "StatusFailed",
             Error::Timeout(_) => "Timeout",
+            Error::Backup(_) => "BackupFailed",
         }
     }
 

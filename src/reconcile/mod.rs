@@ -13,9 +13,13 @@
 //! answering fails the step with category `timeout`, retried with backoff.
 
 pub mod apply;
+pub mod backup_status;
+pub mod backups;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod jobs;
+pub mod restores;
 pub mod snapshots;
 pub mod status;
 
@@ -100,6 +104,7 @@ pub async fn reconcile(
     // None: the snapshot step did not run (invalid or paused); status keeps what it had.
     let mut snapshot_report = None;
     let mut snapshot_error = None;
+    let mut backups = None;
     let validated = ctx.validated.validate(bs);
     let (outcome, error) = match validated.as_ref() {
         Err(invalid) => (
@@ -113,10 +118,11 @@ pub async fn reconcile(
                 .poller
                 .observation(&key)
                 .unwrap_or_else(|| Observation::initial(valid));
+            let facts = backup_status::observe(&ctx, valid, bs.status.as_ref());
             let outcome = if valid.paused {
                 (Outcome::Paused, None)
             } else {
-                let outcome = apply_pipeline(&ctx, bs, valid, &observed).await;
+                let outcome = apply_pipeline(&ctx, bs, valid, &observed, &facts).await;
                 // Independent of the apply's result: an unrelated failure must not stop
                 // the chain data from being snapshotted.
                 let snapshots = bounded(
@@ -139,6 +145,7 @@ pub async fn reconcile(
                 outcome
             };
             observation = Some(observed);
+            backups = Some((valid, facts));
             outcome
         }
     };
@@ -166,6 +173,33 @@ pub async fn reconcile(
                 .filter(|c| c.type_ == snapshots::VOLUME_SNAPSHOTS)
                 .cloned(),
         ),
+    }
+    if let Some((valid, facts)) = &backups {
+        let old = previous.and_then(|p| p.backup.as_ref());
+        let section = backup_status::section(old, facts);
+        let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+        let extra = backup_status::conditions(
+            valid,
+            facts,
+            section.as_ref(),
+            previous_conditions,
+            generation,
+            &now,
+        );
+        new_status.conditions.retain(|c| {
+            c.type_ != backup_status::RESTORING && c.type_ != backup_status::BACKUP_HEALTHY
+        });
+        new_status.conditions.extend(extra);
+        backup_status::record_metrics(
+            &ctx.metrics,
+            &namespace,
+            &name,
+            old,
+            section.as_ref(),
+            &facts.backups,
+            valid.backup.as_ref().is_some_and(|b| b.scheduled),
+        );
+        new_status.backup = section;
     }
     if previous != Some(&new_status) {
         let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -234,6 +268,7 @@ async fn apply_pipeline(
     bs: &BlockSight,
     valid: &validate::ValidBlockSight,
     observed: &Observation,
+    facts: &backup_status::Facts,
 ) -> (Outcome, Option<Error>) {
     let namespace = &valid.namespace;
     // Once serving, the API keeps serving: a database hiccup must not scale it to zero.
@@ -241,13 +276,18 @@ async fn apply_pipeline(
         .caches
         .deployment(namespace, &build::Component::Api.child_name(valid))
         .is_some_and(|d| d.spec.replicas.unwrap_or(1) > 0);
+    // A restore replaces the database under the API: it serves nobody meanwhile.
     let gates = build::Gates {
-        api_serving: serving || (observed.database_ready() && observed.cache_ready()),
+        api_serving: !facts.hold_api()
+            && (serving || (observed.database_ready() && observed.cache_ready())),
     };
     let desired = build::build_gated(valid, &ctx.settings, gates);
-    let result = bounded(ctx, Step::Apply, apply_all(ctx, bs, valid, &desired))
+    let mut result = bounded(ctx, Step::Apply, apply_all(ctx, bs, valid, &desired))
         .await
         .unwrap_or_else(|timeout| Err(timeout.into()));
+    if result.is_ok() {
+        result = start_restore_from(ctx, valid, observed, facts).await;
+    }
     let workloads = status::observe(
         &desired.children,
         |n| ctx.caches.stateful_set(namespace, n),
@@ -289,10 +329,74 @@ async fn apply_all(
     }
     let uid = bs.uid().unwrap_or_default();
     apply::apply_children(ctx, &valid.namespace, &uid, desired).await?;
+    if valid.backup.as_ref().is_some_and(|b| b.scheduled) {
+        for name in backups::adopt_scheduled(ctx, &valid.namespace, &valid.name).await? {
+            info!(backup = %name, "scheduled backup recorded");
+        }
+    }
+    let restored_from = bs
+        .status
+        .as_ref()
+        .and_then(|s| s.backup.as_ref())
+        .and_then(|b| b.restored_from.as_deref());
+    for name in backups::apply_retention(ctx, valid, restored_from).await? {
+        info!(backup = %name, "outside the retention policy: deleted with its data");
+    }
     Ok(())
 }
 
-/// Kubernetes timestamps have second precision.
+/// spec.postgres.restoreFrom: once the new database is up, the Job that restores it.
+async fn start_restore_from(
+    ctx: &Context,
+    valid: &validate::ValidBlockSight,
+    observed: &Observation,
+    facts: &backup_status::Facts,
+) -> Result<(), Error> {
+    let source = valid.restore_from.as_ref().and_then(|from| {
+        ctx.caches
+            .backups
+            .get(&kube::runtime::reflector::ObjectRef::new(from).within(&valid.namespace))
+            .map(|b| b.spec.block_sight.clone())
+    });
+    let Some(job) = backup_status::restore_from_job(
+        valid,
+        facts,
+        observed.database_ready(),
+        source.as_deref(),
+        &ctx.settings,
+    ) else {
+        return Ok(());
+    };
+    let name = job.name_any();
+    let cached_version = ctx
+        .caches
+        .jobs
+        .get(&kube::runtime::reflector::ObjectRef::new(&name).within(&valid.namespace))
+        .and_then(|j| j.resource_version());
+    if ctx.recent_writes.contains(
+        "Job",
+        &valid.namespace,
+        &name,
+        "",
+        cached_version.as_deref(),
+    ) {
+        return Ok(());
+    }
+    backups::apply_job(ctx, &valid.namespace, &job).await?;
+    let versions = context::Versions {
+        before: cached_version,
+        after: None,
+    };
+    ctx.recent_writes
+        .record("Job", &valid.namespace, &name, "", versions);
+    Ok(())
+}
+
+/// Now, at the second precision of Kubernetes timestamps.
+pub(crate) fn now() -> Time {
+    second_precision(jiff::Timestamp::now())
+}
+
 fn second_precision(now: jiff::Timestamp) -> Time {
     Time(jiff::Timestamp::from_second(now.as_second()).expect("in range"))
 }
@@ -373,6 +477,26 @@ async fn publish_transitions(
             let (_, note) = message(kind).unwrap_or_default();
             events.push((EventType::Normal, reason.to_owned(), note));
         }
+    }
+    for (warning, reason, note) in
+        backup_status::events(old.and_then(|o| o.backup.as_ref()), new.backup.as_ref())
+    {
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        events.push((type_, reason.to_owned(), note));
+    }
+    let reason_of = |s: Option<&BlockSightStatus>, kind: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+            .map(|c| c.reason.clone())
+    };
+    if reason_of(Some(new), backup_status::RESTORING).as_deref() == Some("RestoreFromBlocked")
+        && reason_of(old, backup_status::RESTORING).as_deref() != Some("RestoreFromBlocked")
+    {
+        let (_, note) = message(backup_status::RESTORING).unwrap_or_default();
+        events.push((EventType::Warning, "RestoreFromBlocked".to_owned(), note));
     }
     // One event per reason: an unreachable service flips its condition and Degraded together.
     let mut seen = std::collections::BTreeSet::new();

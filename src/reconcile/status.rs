@@ -386,6 +386,7 @@ pub fn compute(
         volume_snapshots: previous
             .map(|p| p.volume_snapshots.clone())
             .unwrap_or_default(),
+        backup: previous.and_then(|p| p.backup.clone()),
     }
 }
 

@@ -104,7 +104,11 @@ pub fn resources(component: &str, network: Network, dbcache_mib: i64) -> Resourc
         "prometheus" => ("500m", "2Gi".into(), "2", "4Gi".into()),
         "grafana" if small => ("50m", "128Mi".into(), "500m", "256Mi".into()),
         "grafana" => ("100m", "256Mi".into(), "1", "512Mi".into()),
-        // Sidecars (exporters) are small everywhere.
+        // pg_dump / pg_restore: single-threaded, memory grows with the largest table's rows.
+        "backup" if small => ("50m", "128Mi".into(), "1", "512Mi".into()),
+        "backup" => ("250m", "512Mi".into(), "2", "2Gi".into()),
+        // Sidecars (exporters) and the binary installer are small everywhere.
+        "installer" => ("10m", "16Mi".into(), "200m", "64Mi".into()),
         "exporter" => ("10m", "32Mi".into(), "200m", "64Mi".into()),
         other => unreachable!("no resource default for component {other}"),
     };

@@ -151,6 +151,44 @@ pub struct Grafana {
     pub resources: ResourceRequirements,
 }
 
+/// Where backups are stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackupTarget {
+    /// The PVC `<name>-backups`.
+    Volume(Volume),
+    S3 {
+        bucket: String,
+        /// Explicit prefix; None: `blocksight/<namespace>/<blocksight>/` of the backup's
+        /// BlockSight.
+        prefix: Option<String>,
+        region: Option<String>,
+        endpoint: Option<String>,
+        force_path_style: bool,
+        /// Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; None: pod identity.
+        credentials: Option<String>,
+    },
+}
+
+/// Backups of a BlockSight, every default resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backup {
+    /// spec.backup.enabled: the CronJob runs. BlockSightBackups work either way.
+    pub scheduled: bool,
+    pub schedule: crate::schedule::Schedule,
+    pub retention: Option<std::time::Duration>,
+    pub keep_last: Option<usize>,
+    pub target: BackupTarget,
+    pub verify_schedule: Option<crate::schedule::Schedule>,
+    pub service_account_annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Default backup schedule: daily at 03:00 UTC.
+pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 3 * * *";
+/// Default retention when neither retention nor keepLast is set.
+pub const DEFAULT_BACKUP_RETENTION: &str = "30d";
+/// Default size of the backup volume.
+pub const DEFAULT_BACKUP_VOLUME_SIZE: &str = "20Gi";
+
 /// A BlockSight that passed validation, every default resolved. Builders take only this.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidBlockSight {
@@ -178,6 +216,10 @@ pub struct ValidBlockSight {
     pub rotation: Option<String>,
     /// None when spec.volumeSnapshots is absent or disabled.
     pub volume_snapshots: Option<VolumeSnapshots>,
+    /// Backups; None when spec.backup has no destination.
+    pub backup: Option<Backup>,
+    /// spec.postgres.restoreFrom: the BlockSightBackup the new database starts from.
+    pub restore_from: Option<String>,
 }
 
 /// The CRD schema with its CEL rules compiled once per process.
@@ -199,6 +241,34 @@ pub fn check_cel(bs: &BlockSight, old: Option<&BlockSight>) -> Vec<FieldError> {
     let object = serde_json::to_value(bs).expect("BlockSight serializes");
     let old = old.map(|o| serde_json::to_value(o).expect("BlockSight serializes"));
     match validate_compiled(compiled_schema(), &object, old.as_ref()) {
+        Ok(()) => vec![],
+        Err(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| FieldError {
+                field: e.field_path.trim_start_matches('.').to_owned(),
+                reason: e.message,
+            })
+            .collect(),
+    }
+}
+
+/// Evaluate the CEL rules of any of our kinds (BlockSightBackup, BlockSightRestore) on
+/// `object`, and the transition rules against `old`. Compiles the schema on each call.
+pub fn check_cel_of<K>(object: &K, old: Option<&K>) -> Vec<FieldError>
+where
+    K: CustomResourceExt + serde::Serialize,
+{
+    let crd = K::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("the derived CRD has a schema");
+    let compiled = compile_schema(&serde_json::to_value(schema).expect("schema serializes"));
+    let value = serde_json::to_value(object).expect("our kinds serialize");
+    let old = old.map(|o| serde_json::to_value(o).expect("our kinds serialize"));
+    match validate_compiled(&compiled, &value, old.as_ref()) {
         Ok(()) => vec![],
         Err(errors) => errors
             .into_vec()
@@ -273,6 +343,7 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
                 None
             }
         });
+    let backup = check_backup(bs, &mut problems);
     if !problems.is_empty() {
         // One problem can be reported by two rules (e.g. a field rule and a struct rule).
         problems.sort_by(|a, b| (&a.field, &a.reason).cmp(&(&b.field, &b.reason)));
@@ -448,6 +519,128 @@ pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
             .get(crate::build::secrets::ROTATE_ANNOTATION)
             .cloned(),
         volume_snapshots,
+        backup,
+        restore_from: spec
+            .postgres
+            .restore_from
+            .as_ref()
+            .map(|r| r.backup.clone()),
+    })
+}
+
+/// spec.backup (and spec.postgres.restoreFrom, which needs it) resolved, or the problems
+/// named by field. The CRD's CEL rules check the shape; schedules and combinations are
+/// checked here, with the messages the user needs.
+fn check_backup(bs: &BlockSight, problems: &mut Vec<FieldError>) -> Option<Backup> {
+    let spec = &bs.spec.backup;
+    let mut problem = |field: &str, reason: String| {
+        problems.push(FieldError {
+            field: field.to_owned(),
+            reason,
+        })
+    };
+    let external = bs.spec.postgres.external.is_some();
+    if spec.enabled && external {
+        problem(
+            "spec.backup.enabled",
+            "backups of an external PostgreSQL are not supported: use its provider's backups"
+                .into(),
+        );
+    }
+    if let Some(from) = &bs.spec.postgres.restore_from {
+        if external {
+            problem(
+                "spec.postgres.restoreFrom",
+                "restoreFrom needs the in-cluster PostgreSQL".into(),
+            );
+        }
+        if spec.destination.is_none() {
+            problem(
+                "spec.postgres.restoreFrom",
+                format!(
+                    "restoring {:?} needs spec.backup.destination (where the backup is stored)",
+                    from.backup
+                ),
+            );
+        }
+    }
+    let schedule = spec
+        .schedule
+        .as_deref()
+        .unwrap_or(DEFAULT_BACKUP_SCHEDULE)
+        .parse::<crate::schedule::Schedule>()
+        .map_err(|e| problem("spec.backup.schedule", e.to_string()))
+        .ok();
+    let verify_schedule = match &spec.verify {
+        None => Some(None),
+        Some(v) => v
+            .schedule
+            .parse::<crate::schedule::Schedule>()
+            .map(Some)
+            .map_err(|e| problem("spec.backup.verify.schedule", e.to_string()))
+            .ok(),
+    };
+    let retention = match (&spec.retention, spec.keep_last) {
+        (None, None) => Some(Some(
+            crate::backup::parse_age(DEFAULT_BACKUP_RETENTION).expect("a valid default"),
+        )),
+        (None, Some(_)) => Some(None),
+        (Some(text), _) => crate::backup::parse_age(text)
+            .map(Some)
+            .map_err(|e| problem("spec.backup.retention", e))
+            .ok(),
+    };
+    if spec.keep_last.is_some_and(|n| n < 1) {
+        problem("spec.backup.keepLast", "keepLast must be at least 1".into());
+    }
+    let target = match &spec.destination {
+        None => None,
+        Some(d) => match (&d.volume, &d.s3) {
+            (Some(volume), None) => {
+                let size = volume
+                    .size
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_BACKUP_VOLUME_SIZE.to_owned());
+                if parse_quantity(&size).is_none() {
+                    problem(
+                        "spec.backup.destination.volume.size",
+                        format!("{size:?} is not a Kubernetes quantity"),
+                    );
+                }
+                Some(BackupTarget::Volume(Volume {
+                    size: Quantity(size),
+                    storage_class_name: volume.storage_class_name.clone(),
+                    from_snapshot: None,
+                }))
+            }
+            (None, Some(s3)) => Some(BackupTarget::S3 {
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
+                region: s3.region.clone(),
+                endpoint: s3.endpoint.clone(),
+                force_path_style: s3.force_path_style,
+                credentials: s3
+                    .credentials_secret_ref
+                    .as_ref()
+                    .map(|c| c.secret_name.clone()),
+            }),
+            _ => {
+                problem(
+                    "spec.backup.destination",
+                    "set exactly one of destination.volume and destination.s3".into(),
+                );
+                None
+            }
+        },
+    };
+    Some(Backup {
+        scheduled: spec.enabled,
+        schedule: schedule?,
+        retention: retention?,
+        keep_last: spec.keep_last.map(|n| n.max(1) as usize),
+        target: target?,
+        verify_schedule: verify_schedule?,
+        service_account_annotations: spec.service_account_annotations.clone(),
     })
 }
 

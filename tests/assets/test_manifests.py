@@ -109,3 +109,22 @@ def test_the_api_server_schema_rejects_every_non_cel_invalid_document(repo, shar
         assert proc.returncode == 1 and "0 passed, 1 failed" in proc.stdout + proc.stderr, f"{path.name} was accepted:\n{proc.stdout}{proc.stderr}"
         checked += 1
     assert checked >= 6
+
+
+def test_backup_cronjobs_and_jobs_validate(repo, blocksight_bin, kube_validate, tmp_path):
+    """The backup and drill CronJobs, and every Job the operator creates for
+    BlockSightBackups and BlockSightRestores (one shared Job builder), validate strictly."""
+    for example in ("regtest", "mainnet"):
+        out = tmp_path / f"{example}.backup.yaml"
+        out.write_text(render(blocksight_bin, repo / "examples" / f"{example}.yaml", "--backup-jobs"))
+        docs = load_all(out.read_text())
+        cron_jobs = [d for d in docs if d["kind"] == "CronJob"]
+        jobs = [d for d in docs if d["kind"] == "Job"]
+        assert len(cron_jobs) == 2 and len(jobs) == 4, [d["kind"] for d in docs]
+        for cron_job in cron_jobs:
+            assert cron_job["spec"]["concurrencyPolicy"] == "Forbid"
+            template = cron_job["spec"]["jobTemplate"]["spec"]
+            assert {"backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"} <= template.keys()
+        purposes = sorted(j["metadata"]["labels"]["blocksight.live/purpose"] for j in jobs)
+        assert purposes == ["backup", "delete", "restore", "verify"]
+        kube_validate(out)

@@ -53,10 +53,24 @@ pub const HANG: u16 = 0;
 /// Answer every request as the API server would (echo applied and created objects with a
 /// uid and resourceVersion, acknowledge deletes), and record it.
 pub async fn serve(
+    handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    faults: Arc<Mutex<Faults>>,
+    primary: Arc<Mutex<Option<Value>>>,
+) {
+    serve_with(handle, calls, faults, primary, Arc::default()).await
+}
+
+/// Objects the server holds by REST path (without query): PATCHes of them and of their
+/// status answer with the stored object (status replaced by a status patch's).
+pub type Stored = Arc<Mutex<std::collections::BTreeMap<String, Value>>>;
+
+pub async fn serve_with(
     mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
     calls: Arc<Mutex<Vec<Call>>>,
     faults: Arc<Mutex<Faults>>,
     primary: Arc<Mutex<Option<Value>>>,
+    stored: Stored,
 ) {
     // Kept, never used: dropping one would answer its request with an error.
     let mut unanswered = Vec::new();
@@ -96,7 +110,20 @@ pub async fn serve(
             );
             continue;
         }
+        let path = line.split_once(' ').map(|(_, p)| p).unwrap_or_default();
+        let held = stored
+            .lock()
+            .unwrap()
+            .get(path.trim_end_matches("/status"))
+            .cloned();
         let (status, answer) = match method.as_str() {
+            "PATCH" if held.is_some() => {
+                let mut object = held.unwrap();
+                if path.ends_with("/status") {
+                    object["status"] = body["status"].clone();
+                }
+                (200, object)
+            }
             "DELETE" => (
                 200,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
@@ -138,6 +165,13 @@ pub struct CacheWriters {
     pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
     pub network_policies:
         Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::NetworkPolicy>>,
+    pub service_accounts: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ServiceAccount>>,
+    pub volume_claims: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
+    pub cron_jobs: Writer<PartialObjectMeta<k8s_openapi::api::batch::v1::CronJob>>,
+    pub jobs: Writer<k8s_openapi::api::batch::v1::Job>,
+    pub pods: Writer<k8s_openapi::api::core::v1::Pod>,
+    pub backups: Writer<blocksight_operator::crd::BlockSightBackup>,
+    pub restores: Writer<blocksight_operator::crd::BlockSightRestore>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
     pub autoscalers:
@@ -160,6 +194,13 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (secrets, se) = ready();
     let (services, sv) = ready();
     let (network_policies, np) = ready();
+    let (service_accounts, sa) = ready();
+    let (volume_claims, pvc) = ready();
+    let (cron_jobs, cj) = ready();
+    let (jobs, jo) = ready();
+    let (pods, po) = ready();
+    let (backups, bk) = ready();
+    let (restores, rs) = ready();
     let (stateful_sets, ss) = ready();
     let (deployments, de) = ready();
     let (autoscalers, hp) = ready();
@@ -178,6 +219,13 @@ pub fn caches() -> (Caches, CacheWriters) {
             secrets,
             services,
             network_policies,
+            service_accounts,
+            volume_claims,
+            cron_jobs,
+            jobs,
+            pods,
+            backups,
+            restores,
             stateful_sets,
             deployments,
             autoscalers,
@@ -188,12 +236,19 @@ pub fn caches() -> (Caches, CacheWriters) {
             volume_snapshots,
             listed: Default::default(),
         }
-        .track_listing(),
+        .track_listing(vec![]),
         CacheWriters {
             config_maps: cm,
             secrets: se,
             services: sv,
             network_policies: np,
+            service_accounts: sa,
+            volume_claims: pvc,
+            cron_jobs: cj,
+            jobs: jo,
+            pods: po,
+            backups: bk,
+            restores: rs,
             stateful_sets: ss,
             deployments: de,
             autoscalers: hp,
@@ -246,6 +301,15 @@ impl CacheWriters {
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::NetworkPolicy(_) => self
                 .network_policies
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::ServiceAccount(_) => self
+                .service_accounts
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::PersistentVolumeClaim(_) => self
+                .volume_claims
+                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::CronJob(_) => self
+                .cron_jobs
                 .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
             Child::HorizontalPodAutoscaler(_) => self
                 .autoscalers
@@ -341,6 +405,8 @@ pub struct Harness {
     pub primary: Arc<Mutex<Option<Value>>>,
     /// Errors the server injects; clear them to let a retry succeed.
     pub faults: Arc<Mutex<Faults>>,
+    /// Other objects the server holds (BlockSightBackups, BlockSightRestores).
+    pub stored: Stored,
 }
 
 pub fn harness(caches: Caches, faults: Faults) -> Harness {
@@ -364,11 +430,13 @@ pub fn harness_with(
     let calls = Arc::new(Mutex::new(Vec::new()));
     let primary = Arc::new(Mutex::new(None));
     let faults = Arc::new(Mutex::new(faults));
-    let server = tokio::spawn(serve(
+    let stored = Stored::default();
+    let server = tokio::spawn(serve_with(
         handle,
         calls.clone(),
         faults.clone(),
         primary.clone(),
+        stored.clone(),
     ));
     let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(Context {
@@ -401,6 +469,7 @@ pub fn harness_with(
         server,
         primary,
         faults,
+        stored,
     }
 }
 
@@ -482,6 +551,11 @@ pub fn child_path(kind: blocksight_operator::build::ChildKind, name: &str) -> St
         blocksight_operator::build::ChildKind::NetworkPolicy => {
             ("/apis/networking.k8s.io/v1", "networkpolicies")
         }
+        blocksight_operator::build::ChildKind::ServiceAccount => ("/api/v1", "serviceaccounts"),
+        blocksight_operator::build::ChildKind::PersistentVolumeClaim => {
+            ("/api/v1", "persistentvolumeclaims")
+        }
+        blocksight_operator::build::ChildKind::CronJob => ("/apis/batch/v1", "cronjobs"),
         blocksight_operator::build::ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
         blocksight_operator::build::ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
         blocksight_operator::build::ChildKind::HorizontalPodAutoscaler => {

@@ -12,8 +12,10 @@ server-side apply, so `patch` creates them and neither `create` nor `get` is nee
 - apiGroups: ["blocksight.live"]
   resources: ["blocksights/status"]
   verbs: ["get", "patch"]
+# Owner references with blockOwnerDeletion (Jobs owned by backups and restores) need update
+# on the owner's finalizers.
 - apiGroups: ["blocksight.live"]
-  resources: ["blocksights/finalizers"]
+  resources: ["blocksights/finalizers", "blocksightbackups/finalizers", "blocksightrestores/finalizers"]
   verbs: ["update"]
 # Backups and restores: scheduled backups are created by the operator itself.
 - apiGroups: ["blocksight.live"]
@@ -28,8 +30,12 @@ server-side apply, so `patch` creates them and neither `create` nor `get` is nee
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Children of a BlockSight, applied server-side and pruned when no longer wanted.
 - apiGroups: [""]
-  resources: ["configmaps", "services", "serviceaccounts"]
+  resources: ["configmaps", "services", "serviceaccounts", "persistentvolumeclaims"]
   verbs: ["list", "watch", "patch", "delete"]
+# Backup pods: their phase and termination message (the backup's result), read from a watch.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets", "deployments"]
   verbs: ["list", "watch", "patch", "delete"]

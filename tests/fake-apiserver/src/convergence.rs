@@ -17,6 +17,9 @@ pub fn plural(kind: ChildKind) -> &'static str {
     match kind {
         ChildKind::ConfigMap => "configmaps",
         ChildKind::Service => "services",
+        ChildKind::ServiceAccount => "serviceaccounts",
+        ChildKind::PersistentVolumeClaim => "persistentvolumeclaims",
+        ChildKind::CronJob => "cronjobs",
         ChildKind::NetworkPolicy => "networkpolicies",
         ChildKind::StatefulSet => "statefulsets",
         ChildKind::Deployment => "deployments",
@@ -80,9 +83,12 @@ pub fn expected(blocksight: &Value, settings: &BuildSettings) -> Result<Expected
 }
 
 /// Child resources the operator may write for a BlockSight.
-pub const CHILD_RESOURCES: [&str; 8] = [
+pub const CHILD_RESOURCES: [&str; 11] = [
     "configmaps",
     "services",
+    "serviceaccounts",
+    "persistentvolumeclaims",
+    "cronjobs",
     "networkpolicies",
     "statefulsets",
     "deployments",
