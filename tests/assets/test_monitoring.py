@@ -62,6 +62,7 @@ OPERATOR_METRICS = {
     "blocksight_backup_verification_last_timestamp_seconds": ("gauge", INSTANCE),
     "blocksight_backup_verification_last_success": ("gauge", INSTANCE),
     "blocksight_backup_verification_last_duration_seconds": ("gauge", INSTANCE),
+    "blocksight_volume_snapshot_last_ready_timestamp_seconds": ("gauge", INSTANCE | {"component"}),
 }
 
 # Values for Grafana's variables when a dashboard query is checked as plain PromQL.
