@@ -77,13 +77,6 @@ async fn recovers_from_a_failed_apply_and_a_lost_create_race_without_duplicates(
     assert!(convergence::unexpected_children(&h.fake, NAMESPACE, "delta", &expected).is_empty());
 
     // Recovered: not degraded any more.
-    let bs = h.fake.get("blocksights", NAMESPACE, "delta").unwrap();
-    let degraded = bs["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .cloned()
-        .unwrap();
+    let degraded = h.condition("delta", "Degraded");
     assert_eq!(degraded["status"], "False", "{degraded}");
 }

@@ -65,14 +65,7 @@ async fn a_hung_apply_times_out_is_retried_with_backoff_and_converges_without_du
         "retried without backoff: {gaps:?}"
     );
 
-    let bs = h.fake.get("blocksights", NAMESPACE, "slow").unwrap();
-    let degraded = bs["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .cloned()
-        .unwrap();
+    let degraded = h.condition("slow", "Degraded");
     assert_eq!(
         (degraded["status"].as_str(), degraded["reason"].as_str()),
         (Some("True"), Some("Timeout")),
@@ -126,13 +119,6 @@ async fn a_hung_apply_times_out_is_retried_with_backoff_and_converges_without_du
         "the hung StatefulSet was sent again once the server answered"
     );
     assert!(convergence::unexpected_children(&h.fake, NAMESPACE, "slow", &expected).is_empty());
-    let bs = h.fake.get("blocksights", NAMESPACE, "slow").unwrap();
-    let degraded = bs["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .cloned()
-        .unwrap();
+    let degraded = h.condition("slow", "Degraded");
     assert_eq!(degraded["status"], "False", "{degraded}");
 }

@@ -131,6 +131,21 @@ impl Harness {
             .expect("created");
     }
 
+    /// The condition `type_` in the stored status of BlockSight `name`.
+    pub fn condition(&self, name: &str, type_: &str) -> serde_json::Value {
+        let bs = self
+            .fake
+            .get("blocksights", NAMESPACE, name)
+            .expect("the BlockSight exists");
+        bs["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} has no condition {type_}: {}", bs["status"]))
+    }
+
     /// What the builders say `name` should have now.
     pub fn expected(&self, name: &str) -> Expected {
         let bs = self
