@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -34,11 +34,14 @@ use tracing::{error, info, warn};
 
 use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, volume_snapshot};
+use crate::build::{
+    BuildSettings, FIELD_MANAGER, SPEC_HASH_ANNOTATION, meta::MANAGED_BY, secrets, volume_snapshot,
+};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
 use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
 use crate::metrics::Metrics;
 use crate::reconcile::backups::{self, BackupContext};
+use crate::reconcile::child_cache::{ChildCache, child_cache};
 use crate::reconcile::context::{empty_monitor_store, system_clock};
 use crate::reconcile::jobs::JOB_NAME_LABEL;
 use crate::reconcile::restores;
@@ -191,14 +194,14 @@ where
     }
 }
 
-/// A metadata-only reflector of the operator's children of kind `K`, and the trigger
-/// stream for the controller.
+/// A metadata-only watch of the operator's children of kind `K` into a compact
+/// [`ChildCache`], and the trigger stream for the controller.
 fn metadata_reflector<K>(
     client: &Client,
     namespace: Option<&str>,
     config: &watcher::Config,
 ) -> (
-    Store<kube::core::PartialObjectMeta<K>>,
+    ChildCache,
     impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>>
     + Send
     + 'static,
@@ -212,22 +215,37 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
+    let (reader, mut writer) = child_cache();
     // An Api of PartialObjectMeta makes metadata-only list and watch requests.
     let stream = watcher(
         scoped::<kube::core::PartialObjectMeta<K>>(client, namespace),
         config.clone(),
     )
     .default_backoff()
-    .modify(|o: &mut kube::core::PartialObjectMeta<K>| slim(&mut o.metadata))
-    .reflect(writer)
+    .inspect_ok(move |event| writer.apply_watcher_event(event))
     .touched_objects();
     (reader, stream)
 }
 
-/// What the caches keep of an object's metadata (see [`drift::keep_foreign_updates`]).
-fn slim(meta: &mut kube::api::ObjectMeta) {
+/// What the whole-object caches keep of an object's metadata: name, namespace, uid,
+/// resourceVersion, generation, the controller reference (pruning), the annotations named
+/// in `keep` and other managers' field entries (drift, see
+/// [`drift::keep_foreign_updates`]). Labels, other annotations and our own managedFields
+/// are never read from a cache, and were most of its memory.
+fn slim(meta: &mut kube::api::ObjectMeta, keep: &[&str]) {
     drift::keep_foreign_updates(meta, FIELD_MANAGER);
+    meta.labels = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| keep.contains(&k.as_str()));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    if let Some(owners) = meta.owner_references.as_mut() {
+        owners.retain(|o| o.controller == Some(true));
+    }
+    meta.finalizers = None;
+    meta.generate_name = None;
 }
 
 /// Credentials for the chain probes: the operator's own Secrets from the watch cache; a
@@ -444,7 +462,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (secrets, writer) = reflector::store();
     let secret_events = watcher(scoped::<Secret>(&client, ns), children.clone())
         .default_backoff()
-        .modify(|s: &mut Secret| s.metadata.managed_fields = None)
+        .modify(|s: &mut Secret| slim(&mut s.metadata, &[secrets::ROTATION_ANNOTATION]))
         .reflect(writer)
         .touched_objects();
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);
@@ -468,7 +486,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .modify(|s: &mut StatefulSet| {
             s.spec.template = Default::default();
             s.spec.volume_claim_templates = None;
-            slim(&mut s.metadata);
+            s.spec.selector = Default::default();
+            slim(&mut s.metadata, &[SPEC_HASH_ANNOTATION]);
         })
         .reflect(writer)
         .touched_objects();
@@ -477,7 +496,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .default_backoff()
         .modify(|d: &mut Deployment| {
             d.spec.template = Default::default();
-            slim(&mut d.metadata);
+            d.spec.selector = Default::default();
+            slim(&mut d.metadata, &[SPEC_HASH_ANNOTATION]);
         })
         .reflect(writer)
         .touched_objects();
@@ -618,7 +638,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         watcher(
             scoped::<DeserializeGuard<BlockSight>>(&client, ns),
             watcher::Config::default().any_semantic(),
-        ),
+        )
+        // managedFields are never read, and were a third of a BlockSight's memory.
+        .modify(|guard: &mut DeserializeGuard<BlockSight>| {
+            if let Ok(bs) = guard.0.as_mut() {
+                bs.metadata.managed_fields = None;
+            }
+        }),
     )
     .inspect(first_list_signal(primary_listed_tx))
     .applied_objects();

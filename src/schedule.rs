@@ -17,10 +17,13 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 /// A validated five-field cron schedule, evaluated in UTC.
+///
+/// Only the text is kept: a parsed croner `Cron` holds about 10 KiB of bit fields (its
+/// year field spans 10,000 years), and every validated BlockSight is kept in memory; the
+/// few evaluations (volume snapshot slots) parse it again, in microseconds.
 #[derive(Clone)]
 pub struct Schedule {
     text: String,
-    cron: Cron,
 }
 
 /// Why a schedule was refused; the message is meant for the user who wrote it.
@@ -77,16 +80,15 @@ impl Schedule {
                 )));
             }
         }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
-            .parse(trimmed)
+        parse_cron(trimmed)
             .map_err(|e| ScheduleError(format!("{trimmed:?} is not a valid cron schedule: {e}")))?;
         Ok(Schedule {
             text: trimmed.to_owned(),
-            cron,
         })
+    }
+
+    fn cron(&self) -> Cron {
+        parse_cron(&self.text).expect("parsed when the schedule was made")
     }
 
     /// The schedule as written (trimmed): what goes into a CronJob.
@@ -96,7 +98,7 @@ impl Schedule {
 
     /// The first run strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        self.cron
+        self.cron()
             .find_next_occurrence(&after.to_zoned(TimeZone::UTC), false)
             .ok()
             .map(|z| z.timestamp())
@@ -104,11 +106,19 @@ impl Schedule {
 
     /// The latest run at or before `at`: the slot a scheduler that was down should still take.
     pub fn latest_at_or_before(&self, at: Timestamp) -> Option<Timestamp> {
-        self.cron
+        self.cron()
             .find_previous_occurrence(&at.to_zoned(TimeZone::UTC), true)
             .ok()
             .map(|z| z.timestamp())
     }
+}
+
+fn parse_cron(text: &str) -> Result<Cron, croner::errors::CronError> {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(text)
 }
 
 impl FromStr for Schedule {

@@ -21,7 +21,7 @@ use super::drift;
 use super::error::{ApplyError, CredentialsError};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::secrets::{ROTATION_ANNOTATION, key};
-use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
+use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER};
 use k8s_openapi::ByteString;
 
 /// Marks a recent delete in [`super::context::RecentWrites`].
@@ -163,7 +163,7 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
     let cached_version = ctx
         .caches
         .with_meta(child.kind(), namespace, child.name(), |meta| {
-            meta.resource_version.clone()
+            meta.resource_version().map(str::to_owned)
         })
         .flatten();
     if ctx.recent_writes.contains(
@@ -178,18 +178,12 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
     let current = ctx
         .caches
         .with_meta(child.kind(), namespace, child.name(), |meta| {
-            let applied_hash = meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
-                .map(String::as_str);
             // Serialize the child only when someone else edited the object at all: the
             // common steady state (only our own entries) costs a hash comparison.
-            let drifted = meta.managed_fields.as_deref().is_some_and(|fields| {
-                drift::has_foreign_updates(fields, FIELD_MANAGER)
-                    && drift::is_drifted(fields, FIELD_MANAGER, &child.to_value())
-            });
-            applied_hash == Some(hash) && !drifted
+            let fields = meta.foreign_fields();
+            let drifted =
+                !fields.is_empty() && drift::is_drifted(fields, FIELD_MANAGER, &child.to_value());
+            meta.spec_hash() == Some(hash) && !drifted
         });
     current != Some(true)
 }
@@ -334,7 +328,9 @@ pub async fn apply_children(
         let (kind, name) = (child.kind(), child.name().to_owned());
         let before = ctx
             .caches
-            .with_meta(kind, namespace, &name, |meta| meta.resource_version.clone())
+            .with_meta(kind, namespace, &name, |meta| {
+                meta.resource_version().map(str::to_owned)
+            })
             .flatten();
         let after = apply_child(&ctx.client, namespace, child)
             .await
@@ -374,7 +370,9 @@ pub async fn apply_children(
         }
         let cached_version = ctx
             .caches
-            .with_meta(kind, namespace, &name, |meta| meta.resource_version.clone())
+            .with_meta(kind, namespace, &name, |meta| {
+                meta.resource_version().map(str::to_owned)
+            })
             .flatten();
         if ctx.recent_writes.contains(
             kind.as_str(),

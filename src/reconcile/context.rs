@@ -7,38 +7,34 @@ use std::time::{Duration, Instant};
 
 use crate::crd::{BlockSightBackup, BlockSightRestore};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{ApiResource, DynamicObject};
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::child_cache::{ChildCache, ChildMeta};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, ChildKind};
 use crate::crd::SnapshotComponent;
 use crate::metrics::Metrics;
 
 /// Read-only views of the children the operator watches. Workloads are cached whole (minus
-/// their pod template) for their status; everything else as metadata only.
+/// their pod template) for their status; the children it only has to recognise in compact
+/// [`ChildCache`]s.
 #[derive(Clone)]
 pub struct Caches {
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub config_maps: ChildCache,
     /// Whole objects: the chain probes read credentials from here.
     pub secrets: Store<Secret>,
-    pub services: Store<PartialObjectMeta<Service>>,
-    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    pub volume_claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
-    pub cron_jobs: Store<PartialObjectMeta<CronJob>>,
+    pub services: ChildCache,
+    pub network_policies: ChildCache,
+    pub service_accounts: ChildCache,
+    pub volume_claims: ChildCache,
+    pub cron_jobs: ChildCache,
     /// Backup Jobs (label-selected), without their pod template.
     pub jobs: Store<Job>,
     /// Backup pods: metadata and status only (the termination message is the result).
@@ -47,9 +43,9 @@ pub struct Caches {
     pub restores: Store<BlockSightRestore>,
     pub stateful_sets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
-    pub autoscalers: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
-    pub disruption_budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
-    pub ingresses: Store<PartialObjectMeta<Ingress>>,
+    pub autoscalers: ChildCache,
+    pub disruption_budgets: ChildCache,
+    pub ingresses: ChildCache,
     /// Empty (and ready) when the prometheus-operator CRDs are not installed.
     pub service_monitors: Store<DynamicObject>,
     pub pod_monitors: Store<DynamicObject>,
@@ -124,50 +120,48 @@ where
 }
 
 impl Caches {
-    /// Run `f` on the cached metadata of a child, if the child exists.
+    /// Run `f` on what the caches hold of a child's metadata, if the child exists.
     pub fn with_meta<R>(
         &self,
         kind: ChildKind,
         namespace: &str,
         name: &str,
-        f: impl FnOnce(&kube::api::ObjectMeta) -> R,
+        f: impl FnOnce(&ChildMeta) -> R,
     ) -> Option<R> {
-        match kind {
-            ChildKind::ConfigMap => get(&self.config_maps, namespace, name).map(|o| f(o.meta())),
-            ChildKind::Service => get(&self.services, namespace, name).map(|o| f(o.meta())),
-            ChildKind::NetworkPolicy => {
-                get(&self.network_policies, namespace, name).map(|o| f(o.meta()))
-            }
-            ChildKind::ServiceAccount => {
-                get(&self.service_accounts, namespace, name).map(|o| f(o.meta()))
-            }
-            ChildKind::PersistentVolumeClaim => {
-                get(&self.volume_claims, namespace, name).map(|o| f(o.meta()))
-            }
-            ChildKind::CronJob => get(&self.cron_jobs, namespace, name).map(|o| f(o.meta())),
+        let compact = match kind {
+            ChildKind::ConfigMap => &self.config_maps,
+            ChildKind::Service => &self.services,
+            ChildKind::NetworkPolicy => &self.network_policies,
+            ChildKind::ServiceAccount => &self.service_accounts,
+            ChildKind::PersistentVolumeClaim => &self.volume_claims,
+            ChildKind::CronJob => &self.cron_jobs,
+            ChildKind::HorizontalPodAutoscaler => &self.autoscalers,
+            ChildKind::PodDisruptionBudget => &self.disruption_budgets,
+            ChildKind::Ingress => &self.ingresses,
+            // Cached whole: their metadata is read into a ChildMeta here.
             ChildKind::StatefulSet => {
-                get(&self.stateful_sets, namespace, name).map(|o| f(o.meta()))
+                return get(&self.stateful_sets, namespace, name)
+                    .map(|o| f(&ChildMeta::of(o.meta())));
             }
-            ChildKind::Deployment => get(&self.deployments, namespace, name).map(|o| f(o.meta())),
-            ChildKind::HorizontalPodAutoscaler => {
-                get(&self.autoscalers, namespace, name).map(|o| f(o.meta()))
+            ChildKind::Deployment => {
+                return get(&self.deployments, namespace, name)
+                    .map(|o| f(&ChildMeta::of(o.meta())));
             }
-            ChildKind::PodDisruptionBudget => {
-                get(&self.disruption_budgets, namespace, name).map(|o| f(o.meta()))
+            ChildKind::ServiceMonitor => {
+                return get_dynamic(
+                    &self.service_monitors,
+                    service_monitor_resource(),
+                    namespace,
+                    name,
+                )
+                .map(|o| f(&ChildMeta::of(o.meta())));
             }
-            ChildKind::Ingress => get(&self.ingresses, namespace, name).map(|o| f(o.meta())),
-            ChildKind::ServiceMonitor => get_dynamic(
-                &self.service_monitors,
-                service_monitor_resource(),
-                namespace,
-                name,
-            )
-            .map(|o| f(o.meta())),
             ChildKind::PodMonitor => {
-                get_dynamic(&self.pod_monitors, pod_monitor_resource(), namespace, name)
-                    .map(|o| f(o.meta()))
+                return get_dynamic(&self.pod_monitors, pod_monitor_resource(), namespace, name)
+                    .map(|o| f(&ChildMeta::of(o.meta())));
             }
-        }
+        };
+        compact.with(namespace, name, f)
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
@@ -220,17 +214,17 @@ impl Caches {
         let mut out = Vec::new();
         for kind in ChildKind::ALL {
             let names = match kind {
-                ChildKind::ConfigMap => controlled_by(&self.config_maps, uid),
-                ChildKind::Service => controlled_by(&self.services, uid),
-                ChildKind::NetworkPolicy => controlled_by(&self.network_policies, uid),
-                ChildKind::ServiceAccount => controlled_by(&self.service_accounts, uid),
-                ChildKind::PersistentVolumeClaim => controlled_by(&self.volume_claims, uid),
-                ChildKind::CronJob => controlled_by(&self.cron_jobs, uid),
+                ChildKind::ConfigMap => self.config_maps.controlled_by(uid),
+                ChildKind::Service => self.services.controlled_by(uid),
+                ChildKind::NetworkPolicy => self.network_policies.controlled_by(uid),
+                ChildKind::ServiceAccount => self.service_accounts.controlled_by(uid),
+                ChildKind::PersistentVolumeClaim => self.volume_claims.controlled_by(uid),
+                ChildKind::CronJob => self.cron_jobs.controlled_by(uid),
                 ChildKind::StatefulSet => controlled_by(&self.stateful_sets, uid),
                 ChildKind::Deployment => controlled_by(&self.deployments, uid),
-                ChildKind::HorizontalPodAutoscaler => controlled_by(&self.autoscalers, uid),
-                ChildKind::PodDisruptionBudget => controlled_by(&self.disruption_budgets, uid),
-                ChildKind::Ingress => controlled_by(&self.ingresses, uid),
+                ChildKind::HorizontalPodAutoscaler => self.autoscalers.controlled_by(uid),
+                ChildKind::PodDisruptionBudget => self.disruption_budgets.controlled_by(uid),
+                ChildKind::Ingress => self.ingresses.controlled_by(uid),
                 ChildKind::ServiceMonitor => controlled_by(&self.service_monitors, uid),
                 ChildKind::PodMonitor => controlled_by(&self.pod_monitors, uid),
             };
@@ -274,27 +268,47 @@ impl Caches {
     }
 
     /// Wait on each store in turn: only for [`Caches::track_listing`]'s single task.
-    async fn wait_for_stores(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
-        self.config_maps.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await?;
-        self.services.wait_until_ready().await?;
-        self.network_policies.wait_until_ready().await?;
-        self.service_accounts.wait_until_ready().await?;
-        self.volume_claims.wait_until_ready().await?;
-        self.cron_jobs.wait_until_ready().await?;
-        self.jobs.wait_until_ready().await?;
-        self.pods.wait_until_ready().await?;
+    async fn wait_for_stores(&self) -> Result<(), CachesStopped> {
+        let stopped = |_| CachesStopped;
+        for compact in [
+            &self.config_maps,
+            &self.services,
+            &self.network_policies,
+            &self.service_accounts,
+            &self.volume_claims,
+            &self.cron_jobs,
+            &self.autoscalers,
+            &self.disruption_budgets,
+            &self.ingresses,
+        ] {
+            compact
+                .wait_until_ready()
+                .await
+                .map_err(|_| CachesStopped)?;
+        }
+        self.secrets.wait_until_ready().await.map_err(stopped)?;
+        self.jobs.wait_until_ready().await.map_err(stopped)?;
+        self.pods.wait_until_ready().await.map_err(stopped)?;
         // Not self.backups nor self.restores: their controllers wait on those stores, and a
         // second waiter could take the only wakeup (see Listed). Their first lists arrive
         // through the signals given to track_listing.
-        self.stateful_sets.wait_until_ready().await?;
-        self.deployments.wait_until_ready().await?;
-        self.autoscalers.wait_until_ready().await?;
-        self.disruption_budgets.wait_until_ready().await?;
-        self.ingresses.wait_until_ready().await?;
-        self.service_monitors.wait_until_ready().await?;
-        self.pod_monitors.wait_until_ready().await?;
-        self.volume_snapshots.wait_until_ready().await
+        self.stateful_sets
+            .wait_until_ready()
+            .await
+            .map_err(stopped)?;
+        self.deployments.wait_until_ready().await.map_err(stopped)?;
+        self.service_monitors
+            .wait_until_ready()
+            .await
+            .map_err(stopped)?;
+        self.pod_monitors
+            .wait_until_ready()
+            .await
+            .map_err(stopped)?;
+        self.volume_snapshots
+            .wait_until_ready()
+            .await
+            .map_err(stopped)
     }
 }
 

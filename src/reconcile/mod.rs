@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod backup_status;
 pub mod backups;
+pub mod child_cache;
 pub mod context;
 pub mod drift;
 pub mod error;

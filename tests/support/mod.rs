@@ -9,6 +9,7 @@ use blocksight_operator::build::{self, BuildSettings, Child, FIELD_MANAGER};
 use blocksight_operator::chain::poller::Poller;
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::metrics::Metrics;
+use blocksight_operator::reconcile::child_cache::{ChildCache, ChildCacheWriter, child_cache};
 use blocksight_operator::reconcile::context::empty_monitor_store;
 use blocksight_operator::reconcile::{Caches, Context, RecentWrites};
 use blocksight_operator::validate;
@@ -160,25 +161,22 @@ fn with_server_fields(mut object: Value) -> Value {
 
 /// Writers of the controller's caches, to put objects in them.
 pub struct CacheWriters {
-    pub config_maps: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>,
+    pub config_maps: ChildCacheWriter,
     pub secrets: Writer<k8s_openapi::api::core::v1::Secret>,
-    pub services: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::Service>>,
-    pub network_policies:
-        Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::NetworkPolicy>>,
-    pub service_accounts: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::ServiceAccount>>,
-    pub volume_claims: Writer<PartialObjectMeta<k8s_openapi::api::core::v1::PersistentVolumeClaim>>,
-    pub cron_jobs: Writer<PartialObjectMeta<k8s_openapi::api::batch::v1::CronJob>>,
+    pub services: ChildCacheWriter,
+    pub network_policies: ChildCacheWriter,
+    pub service_accounts: ChildCacheWriter,
+    pub volume_claims: ChildCacheWriter,
+    pub cron_jobs: ChildCacheWriter,
     pub jobs: Writer<k8s_openapi::api::batch::v1::Job>,
     pub pods: Writer<k8s_openapi::api::core::v1::Pod>,
     pub backups: Writer<blocksight_operator::crd::BlockSightBackup>,
     pub restores: Writer<blocksight_operator::crd::BlockSightRestore>,
     pub stateful_sets: Writer<StatefulSet>,
     pub deployments: Writer<Deployment>,
-    pub autoscalers:
-        Writer<PartialObjectMeta<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>>,
-    pub disruption_budgets:
-        Writer<PartialObjectMeta<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
-    pub ingresses: Writer<PartialObjectMeta<k8s_openapi::api::networking::v1::Ingress>>,
+    pub autoscalers: ChildCacheWriter,
+    pub disruption_budgets: ChildCacheWriter,
+    pub ingresses: ChildCacheWriter,
     pub volume_snapshots: Writer<kube::api::DynamicObject>,
 }
 
@@ -190,22 +188,30 @@ pub fn caches() -> (Caches, CacheWriters) {
         writer.apply_watcher_event(&watcher::Event::InitDone);
         (reader, writer)
     }
-    let (config_maps, cm) = ready();
+    fn compact() -> (ChildCache, ChildCacheWriter) {
+        let (reader, mut writer) = child_cache();
+        writer.apply_watcher_event::<k8s_openapi::api::core::v1::ConfigMap>(&watcher::Event::Init);
+        writer.apply_watcher_event::<k8s_openapi::api::core::v1::ConfigMap>(
+            &watcher::Event::InitDone,
+        );
+        (reader, writer)
+    }
+    let (config_maps, cm) = compact();
     let (secrets, se) = ready();
-    let (services, sv) = ready();
-    let (network_policies, np) = ready();
-    let (service_accounts, sa) = ready();
-    let (volume_claims, pvc) = ready();
-    let (cron_jobs, cj) = ready();
+    let (services, sv) = compact();
+    let (network_policies, np) = compact();
+    let (service_accounts, sa) = compact();
+    let (volume_claims, pvc) = compact();
+    let (cron_jobs, cj) = compact();
     let (jobs, jo) = ready();
     let (pods, po) = ready();
     let (backups, bk) = ready();
     let (restores, rs) = ready();
     let (stateful_sets, ss) = ready();
     let (deployments, de) = ready();
-    let (autoscalers, hp) = ready();
-    let (disruption_budgets, pd) = ready();
-    let (ingresses, ing) = ready();
+    let (autoscalers, hp) = compact();
+    let (disruption_budgets, pd) = compact();
+    let (ingresses, ing) = compact();
     // The scenario clusters have no prometheus-operator CRDs.
     let service_monitors = empty_monitor_store(build::monitors::service_monitor_resource());
     let pod_monitors = empty_monitor_store(build::monitors::pod_monitor_resource());
@@ -293,33 +299,60 @@ impl CacheWriters {
     pub fn put(&mut self, child: &Child, ready: bool) {
         let meta = applied_meta(child);
         match child {
-            Child::ConfigMap(_) => self
-                .config_maps
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::Service(_) => self
-                .services
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::NetworkPolicy(_) => self
-                .network_policies
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::ServiceAccount(_) => self
-                .service_accounts
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::PersistentVolumeClaim(_) => self
-                .volume_claims
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::CronJob(_) => self
-                .cron_jobs
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::HorizontalPodAutoscaler(_) => self
-                .autoscalers
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::PodDisruptionBudget(_) => self
-                .disruption_budgets
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
-            Child::Ingress(_) => self
-                .ingresses
-                .apply_watcher_event(&watcher::Event::Apply(partial(meta))),
+            Child::ConfigMap(_) => {
+                self.config_maps
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::core::v1::ConfigMap,
+                    >(meta)))
+            }
+            Child::Service(_) => {
+                self.services
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::core::v1::Service,
+                    >(meta)))
+            }
+            Child::NetworkPolicy(_) => {
+                self.network_policies
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::networking::v1::NetworkPolicy,
+                    >(meta)))
+            }
+            Child::ServiceAccount(_) => {
+                self.service_accounts
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::core::v1::ServiceAccount,
+                    >(meta)))
+            }
+            Child::PersistentVolumeClaim(_) => {
+                self.volume_claims
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::core::v1::PersistentVolumeClaim,
+                    >(meta)))
+            }
+            Child::CronJob(_) => {
+                self.cron_jobs
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::batch::v1::CronJob,
+                    >(meta)))
+            }
+            Child::HorizontalPodAutoscaler(_) => {
+                self.autoscalers
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+                    >(meta)))
+            }
+            Child::PodDisruptionBudget(_) => {
+                self.disruption_budgets
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::policy::v1::PodDisruptionBudget,
+                    >(meta)))
+            }
+            Child::Ingress(_) => {
+                self.ingresses
+                    .apply_watcher_event(&watcher::Event::Apply(partial::<
+                        k8s_openapi::api::networking::v1::Ingress,
+                    >(meta)))
+            }
             Child::ServiceMonitor(_) | Child::PodMonitor(_) => {
                 panic!("the scenario clusters have no prometheus-operator")
             }
