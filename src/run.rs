@@ -34,14 +34,12 @@ use tracing::{error, info, warn};
 
 use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::build::{
-    BuildSettings, FIELD_MANAGER, SPEC_HASH_ANNOTATION, meta::MANAGED_BY, secrets, volume_snapshot,
-};
+use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, secrets, volume_snapshot};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
 use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
 use crate::metrics::Metrics;
 use crate::reconcile::backups::{self, BackupContext};
-use crate::reconcile::child_cache::{ChildCache, child_cache};
+use crate::reconcile::child_cache::{ChildCache, ChildMeta, WorkloadMeta, child_cache};
 use crate::reconcile::context::{empty_monitor_store, system_clock};
 use crate::reconcile::jobs::JOB_NAME_LABEL;
 use crate::reconcile::restores;
@@ -201,7 +199,7 @@ fn metadata_reflector<K>(
     namespace: Option<&str>,
     config: &watcher::Config,
 ) -> (
-    ChildCache,
+    ChildCache<ChildMeta>,
     impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>>
     + Send
     + 'static,
@@ -215,7 +213,7 @@ where
         + Sync
         + 'static,
 {
-    let (reader, mut writer) = child_cache();
+    let (reader, mut writer) = child_cache::<ChildMeta>();
     // An Api of PartialObjectMeta makes metadata-only list and watch requests.
     let stream = watcher(
         scoped::<kube::core::PartialObjectMeta<K>>(client, namespace),
@@ -478,28 +476,17 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (disruption_budgets, budget_events) =
         metadata_reflector::<PodDisruptionBudget>(&client, ns, &children);
     let (ingresses, ingress_events) = metadata_reflector::<Ingress>(&client, ns, &children);
-    // Workloads are watched whole for their status, minus the pod template (the bulk of
-    // the object, never read): keeps memory flat with thousands of BlockSights.
-    let (stateful_sets, writer) = reflector::store();
+    // Workloads are watched whole for their status; the caches keep the few numbers
+    // status reads (see child_cache::WorkloadMeta).
+    let (stateful_sets, mut writer) = child_cache::<WorkloadMeta>();
     let stateful_set_events = watcher(scoped::<StatefulSet>(&client, ns), children.clone())
         .default_backoff()
-        .modify(|s: &mut StatefulSet| {
-            s.spec.template = Default::default();
-            s.spec.volume_claim_templates = None;
-            s.spec.selector = Default::default();
-            slim(&mut s.metadata, &[SPEC_HASH_ANNOTATION]);
-        })
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply_watcher_event(event))
         .touched_objects();
-    let (deployments, writer) = reflector::store();
+    let (deployments, mut writer) = child_cache::<WorkloadMeta>();
     let deployment_events = watcher(scoped::<Deployment>(&client, ns), children.clone())
         .default_backoff()
-        .modify(|d: &mut Deployment| {
-            d.spec.template = Default::default();
-            d.spec.selector = Default::default();
-            slim(&mut d.metadata, &[SPEC_HASH_ANNOTATION]);
-        })
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply_watcher_event(event))
         .touched_objects();
 
     // ServiceMonitors and PodMonitors only where prometheus-operator's CRDs are installed.

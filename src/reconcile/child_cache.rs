@@ -1,12 +1,14 @@
-//! A compact watch cache for the children the operator only has to recognise (ConfigMaps,
-//! Services, NetworkPolicies, ServiceAccounts, PVCs, CronJobs, HPAs, PDBs, Ingresses).
+//! Compact watch caches of the operator's children: of each object, only what reconcile
+//! reads. For every child ([`ChildMeta`]): the resourceVersion (recent writes), the spec
+//! hash (is it what we applied?), the controller's uid (pruning) and other managers' field
+//! entries (drift); for StatefulSets and Deployments ([`WorkloadMeta`]) also the replica
+//! counts and revisions that status reports.
 //!
-//! Of each object it keeps what reconcile reads: the resourceVersion (recent writes), the
-//! spec hash (is it what we applied?), the controller's uid (pruning) and other managers'
-//! field entries (drift). kube's reflector keeps the whole `ObjectMeta` instead: labels,
-//! annotations and owner references as maps and vectors of Strings, about 3 KiB per object
-//! against about 300 bytes here. At 1,000 BlockSights that is 34,000 objects, the
-//! difference between ~100 MiB and ~10 MiB (docs/performance.md).
+//! kube's reflector keeps whole objects instead: labels, annotations and owner references
+//! as maps and vectors of Strings, about 3 KiB per object (a StatefulSet's struct alone is
+//! over 1 KiB with its empty pod template), against 200 to 400 bytes here. At 1,000
+//! BlockSights that is 34,000 objects, the difference between ~130 MiB and ~15 MiB
+//! (docs/performance.md).
 //!
 //! The writer takes kube's watcher events, so the watch streams (and their triggers of the
 //! controller) are kube's own; readiness is a `watch` channel that any number of tasks may
@@ -15,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::Resource;
 use kube::runtime::watcher;
@@ -75,28 +78,119 @@ impl ChildMeta {
     }
 }
 
+impl AsRef<ChildMeta> for ChildMeta {
+    fn as_ref(&self) -> &ChildMeta {
+        self
+    }
+}
+
+/// What a cache of `Self` keeps of an object of kind `K`.
+pub trait Keep<K>: Sized {
+    fn keep(obj: &K) -> Self;
+}
+
+impl<K: Resource> Keep<K> for ChildMeta {
+    fn keep(obj: &K) -> Self {
+        ChildMeta::of(obj.meta())
+    }
+}
+
+/// What the caches keep of a StatefulSet or Deployment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadMeta {
+    pub child: ChildMeta,
+    pub generation: Option<i64>,
+    /// spec.replicas: under autoscaling, the HPA's choice.
+    pub replicas: Option<i32>,
+    /// None until the workload controller reports.
+    pub status: Option<WorkloadStatus>,
+}
+
+/// The part of a workload's status that BlockSight status is computed from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadStatus {
+    pub observed_generation: Option<i64>,
+    pub replicas: Option<i32>,
+    pub ready_replicas: Option<i32>,
+    pub updated_replicas: Option<i32>,
+    /// StatefulSets only: the rollout is complete when they are equal.
+    pub current_revision: Option<Box<str>>,
+    pub update_revision: Option<Box<str>>,
+}
+
+impl AsRef<ChildMeta> for WorkloadMeta {
+    fn as_ref(&self) -> &ChildMeta {
+        &self.child
+    }
+}
+
+impl Keep<StatefulSet> for WorkloadMeta {
+    fn keep(obj: &StatefulSet) -> Self {
+        WorkloadMeta {
+            child: ChildMeta::of(&obj.metadata),
+            generation: obj.metadata.generation,
+            replicas: obj.spec.replicas,
+            status: obj.status.as_ref().map(|s| WorkloadStatus {
+                observed_generation: s.observed_generation,
+                replicas: Some(s.replicas),
+                ready_replicas: s.ready_replicas,
+                updated_replicas: s.updated_replicas,
+                current_revision: s.current_revision.as_deref().map(Box::from),
+                update_revision: s.update_revision.as_deref().map(Box::from),
+            }),
+        }
+    }
+}
+
+impl Keep<Deployment> for WorkloadMeta {
+    fn keep(obj: &Deployment) -> Self {
+        WorkloadMeta {
+            child: ChildMeta::of(&obj.metadata),
+            generation: obj.metadata.generation,
+            replicas: obj.spec.replicas,
+            status: obj.status.as_ref().map(|s| WorkloadStatus {
+                observed_generation: s.observed_generation,
+                replicas: s.replicas,
+                ready_replicas: s.ready_replicas,
+                updated_replicas: s.updated_replicas,
+                current_revision: None,
+                update_revision: None,
+            }),
+        }
+    }
+}
+
 /// Objects by `namespace/name` (one allocation per key; neither part may hold a '/').
-type Objects = HashMap<Box<str>, ChildMeta>;
+type Objects<T> = HashMap<Box<str>, T>;
 
 fn key(namespace: &str, name: &str) -> Box<str> {
     format!("{namespace}/{name}").into_boxed_str()
 }
 
 /// The reading side, cheap to clone.
-#[derive(Clone, Debug)]
-pub struct ChildCache {
-    objects: Arc<RwLock<Objects>>,
+#[derive(Debug)]
+pub struct ChildCache<T = ChildMeta> {
+    objects: Arc<RwLock<Objects<T>>>,
     listed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<T> Clone for ChildCache<T> {
+    fn clone(&self) -> Self {
+        ChildCache {
+            objects: self.objects.clone(),
+            listed: self.listed.clone(),
+        }
+    }
 }
 
 /// The writing side: fed by one watcher stream.
 #[derive(Debug)]
-pub struct ChildCacheWriter {
-    objects: Arc<RwLock<Objects>>,
+pub struct ChildCacheWriter<T = ChildMeta> {
+    objects: Arc<RwLock<Objects<T>>>,
     listed: tokio::sync::watch::Sender<bool>,
     /// A (re)list in progress: the cache keeps answering from the previous list until it
     /// is complete, as kube's reflector does.
-    relisting: Option<Objects>,
+    relisting: Option<Objects<T>>,
 }
 
 /// The writer was dropped before the first list completed.
@@ -105,7 +199,7 @@ pub struct ChildCacheWriter {
 pub struct NeverListed;
 
 /// An empty cache and its writer.
-pub fn child_cache() -> (ChildCache, ChildCacheWriter) {
+pub fn child_cache<T>() -> (ChildCache<T>, ChildCacheWriter<T>) {
     let objects = Arc::new(RwLock::new(Objects::new()));
     let (tx, rx) = tokio::sync::watch::channel(false);
     (
@@ -121,9 +215,12 @@ pub fn child_cache() -> (ChildCache, ChildCacheWriter) {
     )
 }
 
-impl ChildCacheWriter {
+impl<T> ChildCacheWriter<T> {
     /// Fold one watcher event into the cache (as kube's `Writer::apply_watcher_event`).
-    pub fn apply_watcher_event<K: Resource>(&mut self, event: &watcher::Event<K>) {
+    pub fn apply_watcher_event<K: Resource>(&mut self, event: &watcher::Event<K>)
+    where
+        T: Keep<K>,
+    {
         let entry = |obj: &K| {
             let meta = obj.meta();
             (
@@ -131,7 +228,7 @@ impl ChildCacheWriter {
                     meta.namespace.as_deref().unwrap_or_default(),
                     meta.name.as_deref().unwrap_or_default(),
                 ),
-                ChildMeta::of(meta),
+                T::keep(obj),
             )
         };
         match event {
@@ -140,8 +237,11 @@ impl ChildCacheWriter {
                 self.write().insert(key, meta);
             }
             watcher::Event::Delete(obj) => {
-                let (key, _) = entry(obj);
-                self.write().remove(&key);
+                let meta = obj.meta();
+                self.write().remove(&key(
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                ));
             }
             watcher::Event::Init => self.relisting = Some(Objects::new()),
             watcher::Event::InitApply(obj) => {
@@ -157,31 +257,34 @@ impl ChildCacheWriter {
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects<T>> {
         self.objects.write().expect("not poisoned")
     }
 }
 
-impl ChildCache {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
+impl<T: AsRef<ChildMeta>> ChildCache<T> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects<T>> {
         self.objects.read().expect("not poisoned")
     }
 
     /// Run `f` on what the cache holds of `namespace/name`, if anything.
-    pub fn with<R>(
-        &self,
-        namespace: &str,
-        name: &str,
-        f: impl FnOnce(&ChildMeta) -> R,
-    ) -> Option<R> {
+    pub fn with<R>(&self, namespace: &str, name: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
         self.read().get(&key(namespace, name)).map(f)
+    }
+
+    /// A copy of what the cache holds of `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.with(namespace, name, T::clone)
     }
 
     /// (namespace, name) of every object whose controller is the object with `uid`.
     pub fn controlled_by(&self, uid: &str) -> Vec<(String, String)> {
         self.read()
             .iter()
-            .filter(|(_, meta)| meta.controller_uid() == Some(uid))
+            .filter(|(_, meta)| meta.as_ref().controller_uid() == Some(uid))
             .filter_map(|(key, _)| key.split_once('/'))
             .map(|(namespace, name)| (namespace.to_owned(), name.to_owned()))
             .collect()
@@ -325,9 +428,53 @@ mod tests {
         assert!(cache.with("ns", "new", |_| ()).is_some());
     }
 
+    #[test]
+    fn workloads_keep_what_status_reads() {
+        use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus, StatefulSetStatus};
+        let mut set = StatefulSet {
+            metadata: object("db", "u1", "4").metadata,
+            ..Default::default()
+        };
+        set.metadata.generation = Some(3);
+        assert_eq!(WorkloadMeta::keep(&set).status, None, "not yet reported");
+        set.status = Some(StatefulSetStatus {
+            observed_generation: Some(3),
+            replicas: 1,
+            ready_replicas: Some(1),
+            current_revision: Some("r1".into()),
+            update_revision: Some("r2".into()),
+            ..Default::default()
+        });
+        let kept = WorkloadMeta::keep(&set);
+        assert_eq!(kept.child, ChildMeta::of(&set.metadata));
+        assert_eq!(kept.generation, Some(3));
+        let status = kept.status.unwrap();
+        assert_eq!(status.replicas, Some(1));
+        assert_eq!(status.ready_replicas, Some(1));
+        assert_eq!(status.current_revision.as_deref(), Some("r1"));
+        assert_eq!(status.update_revision.as_deref(), Some("r2"));
+
+        let deployment = Deployment {
+            metadata: object("api", "u1", "5").metadata,
+            spec: DeploymentSpec {
+                replicas: Some(4),
+                ..Default::default()
+            },
+            status: Some(DeploymentStatus {
+                replicas: Some(4),
+                updated_replicas: Some(2),
+                ..Default::default()
+            }),
+        };
+        let kept = WorkloadMeta::keep(&deployment);
+        assert_eq!(kept.replicas, Some(4), "the HPA's choice is read back");
+        assert_eq!(kept.status.as_ref().unwrap().updated_replicas, Some(2));
+        assert_eq!(kept.child.controller_uid(), Some("u1"));
+    }
+
     #[tokio::test]
     async fn every_waiter_wakes_at_the_first_list() {
-        let (cache, mut writer) = child_cache();
+        let (cache, mut writer) = child_cache::<ChildMeta>();
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let cache = cache.clone();
@@ -340,7 +487,7 @@ mod tests {
         for waiter in waiters {
             assert!(waiter.await.unwrap());
         }
-        let (never, writer) = child_cache();
+        let (never, writer) = child_cache::<ChildMeta>();
         drop(writer);
         assert!(never.wait_until_ready().await.is_err());
     }

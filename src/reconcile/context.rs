@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::crd::{BlockSightBackup, BlockSightRestore};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
@@ -16,7 +15,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::child_cache::{ChildCache, ChildMeta};
+use super::child_cache::{ChildCache, ChildMeta, WorkloadMeta};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, ChildKind};
 use crate::crd::SnapshotComponent;
@@ -41,8 +40,8 @@ pub struct Caches {
     pub pods: Store<Pod>,
     pub backups: Store<BlockSightBackup>,
     pub restores: Store<BlockSightRestore>,
-    pub stateful_sets: Store<StatefulSet>,
-    pub deployments: Store<Deployment>,
+    pub stateful_sets: ChildCache<WorkloadMeta>,
+    pub deployments: ChildCache<WorkloadMeta>,
     pub autoscalers: ChildCache,
     pub disruption_budgets: ChildCache,
     pub ingresses: ChildCache,
@@ -138,15 +137,13 @@ impl Caches {
             ChildKind::HorizontalPodAutoscaler => &self.autoscalers,
             ChildKind::PodDisruptionBudget => &self.disruption_budgets,
             ChildKind::Ingress => &self.ingresses,
-            // Cached whole: their metadata is read into a ChildMeta here.
             ChildKind::StatefulSet => {
-                return get(&self.stateful_sets, namespace, name)
-                    .map(|o| f(&ChildMeta::of(o.meta())));
+                return self.stateful_sets.with(namespace, name, |w| f(&w.child));
             }
             ChildKind::Deployment => {
-                return get(&self.deployments, namespace, name)
-                    .map(|o| f(&ChildMeta::of(o.meta())));
+                return self.deployments.with(namespace, name, |w| f(&w.child));
             }
+            // Cached whole (few, and kube's types): their metadata is read into a ChildMeta.
             ChildKind::ServiceMonitor => {
                 return get_dynamic(
                     &self.service_monitors,
@@ -172,12 +169,12 @@ impl Caches {
         get(&self.secrets, namespace, name).is_some()
     }
 
-    pub fn stateful_set(&self, namespace: &str, name: &str) -> Option<Arc<StatefulSet>> {
-        get(&self.stateful_sets, namespace, name)
+    pub fn stateful_set(&self, namespace: &str, name: &str) -> Option<WorkloadMeta> {
+        self.stateful_sets.get(namespace, name)
     }
 
-    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
-        get(&self.deployments, namespace, name)
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<WorkloadMeta> {
+        self.deployments.get(namespace, name)
     }
 
     /// The scheduled snapshots of one component of one BlockSight (selected by the labels
@@ -220,8 +217,8 @@ impl Caches {
                 ChildKind::ServiceAccount => self.service_accounts.controlled_by(uid),
                 ChildKind::PersistentVolumeClaim => self.volume_claims.controlled_by(uid),
                 ChildKind::CronJob => self.cron_jobs.controlled_by(uid),
-                ChildKind::StatefulSet => controlled_by(&self.stateful_sets, uid),
-                ChildKind::Deployment => controlled_by(&self.deployments, uid),
+                ChildKind::StatefulSet => self.stateful_sets.controlled_by(uid),
+                ChildKind::Deployment => self.deployments.controlled_by(uid),
                 ChildKind::HorizontalPodAutoscaler => self.autoscalers.controlled_by(uid),
                 ChildKind::PodDisruptionBudget => self.disruption_budgets.controlled_by(uid),
                 ChildKind::Ingress => self.ingresses.controlled_by(uid),
@@ -270,6 +267,14 @@ impl Caches {
     /// Wait on each store in turn: only for [`Caches::track_listing`]'s single task.
     async fn wait_for_stores(&self) -> Result<(), CachesStopped> {
         let stopped = |_| CachesStopped;
+        self.stateful_sets
+            .wait_until_ready()
+            .await
+            .map_err(|_| CachesStopped)?;
+        self.deployments
+            .wait_until_ready()
+            .await
+            .map_err(|_| CachesStopped)?;
         for compact in [
             &self.config_maps,
             &self.services,
@@ -292,11 +297,6 @@ impl Caches {
         // Not self.backups nor self.restores: their controllers wait on those stores, and a
         // second waiter could take the only wakeup (see Listed). Their first lists arrive
         // through the signals given to track_listing.
-        self.stateful_sets
-            .wait_until_ready()
-            .await
-            .map_err(stopped)?;
-        self.deployments.wait_until_ready().await.map_err(stopped)?;
         self.service_monitors
             .wait_until_ready()
             .await

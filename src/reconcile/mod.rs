@@ -276,7 +276,7 @@ async fn apply_pipeline(
     let serving = ctx
         .caches
         .deployment(namespace, &build::Component::Api.child_name(valid))
-        .is_some_and(|d| d.spec.replicas.unwrap_or(1) > 0);
+        .is_some_and(|d| d.replicas.unwrap_or(1) > 0);
     // A restore replaces the database under the API: it serves nobody meanwhile.
     let gates = build::Gates {
         api_serving: !facts.hold_api()

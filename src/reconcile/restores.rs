@@ -338,7 +338,7 @@ pub async fn reconcile(
     let api_pods = ctx
         .caches
         .deployment(&namespace, &format!("{}-api", bsr.spec.block_sight))
-        .and_then(|d| d.status.as_ref().and_then(|s| s.replicas))
+        .and_then(|d| d.status.and_then(|s| s.replicas))
         .unwrap_or(0);
     let other_active = ctx
         .caches

@@ -341,7 +341,7 @@ fn volume_in_use(ctx: &Context, bs: &ValidBlockSight, component: SnapshotCompone
     let workload: Component = volume_snapshot::component(component);
     ctx.caches
         .stateful_set(&bs.namespace, &workload.child_name(bs))
-        .and_then(|s| s.status.as_ref().and_then(|s| s.ready_replicas))
+        .and_then(|s| s.status.and_then(|s| s.ready_replicas))
         .unwrap_or(0)
         > 0
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use super::child_cache::WorkloadMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -54,8 +54,8 @@ fn component_of(labels: Option<&BTreeMap<String, String>>) -> String {
 /// Read the state of each desired workload from the cached StatefulSets and Deployments.
 pub fn observe(
     children: &[Child],
-    stateful_set: impl Fn(&str) -> Option<std::sync::Arc<StatefulSet>>,
-    deployment: impl Fn(&str) -> Option<std::sync::Arc<Deployment>>,
+    stateful_set: impl Fn(&str) -> Option<WorkloadMeta>,
+    deployment: impl Fn(&str) -> Option<WorkloadMeta>,
 ) -> Vec<WorkloadState> {
     let image = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
         spec.and_then(|s| s.containers.first())
@@ -73,10 +73,7 @@ pub fn observe(
                     .as_ref()
                     .and_then(|h| h.status.clone())
                     .unwrap_or_default();
-                let generation = have
-                    .as_ref()
-                    .and_then(|h| h.metadata.generation)
-                    .unwrap_or(0);
+                let generation = have.as_ref().and_then(|h| h.generation).unwrap_or(0);
                 Some(WorkloadState {
                     component: component_of(want.metadata.labels.as_ref()),
                     image: image(spec.template.spec.as_ref()),
@@ -95,16 +92,13 @@ pub fn observe(
                 // Under autoscaling the HPA sets replicas: read them back from the cluster.
                 let desired = spec
                     .replicas
-                    .or_else(|| have.as_ref().and_then(|h| h.spec.replicas))
+                    .or_else(|| have.as_ref().and_then(|h| h.replicas))
                     .unwrap_or(1);
                 let status = have
                     .as_ref()
                     .and_then(|h| h.status.clone())
                     .unwrap_or_default();
-                let generation = have
-                    .as_ref()
-                    .and_then(|h| h.metadata.generation)
-                    .unwrap_or(0);
+                let generation = have.as_ref().and_then(|h| h.generation).unwrap_or(0);
                 Some(WorkloadState {
                     component: component_of(want.metadata.labels.as_ref()),
                     image: image(spec.template.spec.as_ref()),

@@ -9,12 +9,14 @@ use blocksight_operator::build::{self, BuildSettings, Child, FIELD_MANAGER};
 use blocksight_operator::chain::poller::Poller;
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::metrics::Metrics;
-use blocksight_operator::reconcile::child_cache::{ChildCache, ChildCacheWriter, child_cache};
+use blocksight_operator::reconcile::child_cache::{
+    ChildCache, ChildCacheWriter, WorkloadMeta, child_cache,
+};
 use blocksight_operator::reconcile::context::empty_monitor_store;
 use blocksight_operator::reconcile::{Caches, Context, RecentWrites};
 use blocksight_operator::validate;
 use http::{Request, Response};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSet, StatefulSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use kube::client::Body;
 use kube::core::{PartialObjectMeta, TypeMeta};
@@ -172,8 +174,8 @@ pub struct CacheWriters {
     pub pods: Writer<k8s_openapi::api::core::v1::Pod>,
     pub backups: Writer<blocksight_operator::crd::BlockSightBackup>,
     pub restores: Writer<blocksight_operator::crd::BlockSightRestore>,
-    pub stateful_sets: Writer<StatefulSet>,
-    pub deployments: Writer<Deployment>,
+    pub stateful_sets: ChildCacheWriter<WorkloadMeta>,
+    pub deployments: ChildCacheWriter<WorkloadMeta>,
     pub autoscalers: ChildCacheWriter,
     pub disruption_budgets: ChildCacheWriter,
     pub ingresses: ChildCacheWriter,
@@ -207,8 +209,14 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (pods, po) = ready();
     let (backups, bk) = ready();
     let (restores, rs) = ready();
-    let (stateful_sets, ss) = ready();
-    let (deployments, de) = ready();
+    fn workloads() -> (ChildCache<WorkloadMeta>, ChildCacheWriter<WorkloadMeta>) {
+        let (reader, mut writer) = child_cache();
+        writer.apply_watcher_event::<StatefulSet>(&watcher::Event::Init);
+        writer.apply_watcher_event::<StatefulSet>(&watcher::Event::InitDone);
+        (reader, writer)
+    }
+    let (stateful_sets, ss) = workloads();
+    let (deployments, de) = workloads();
     let (autoscalers, hp) = compact();
     let (disruption_budgets, pd) = compact();
     let (ingresses, ing) = compact();
