@@ -283,7 +283,16 @@ where
 
 /// Validate `bs` into a [`ValidBlockSight`]. Pure: reads nothing but its argument.
 pub fn validate(bs: &BlockSight) -> Result<ValidBlockSight, InvalidSpec> {
-    let mut problems = check_cel(bs, None);
+    validate_with_cel(bs, check_cel(bs, None))
+}
+
+/// [`validate`], given what [`check_cel`] found on `bs` (the expensive part, which the
+/// controller evaluates once per generation).
+pub fn validate_with_cel(
+    bs: &BlockSight,
+    cel_problems: Vec<FieldError>,
+) -> Result<ValidBlockSight, InvalidSpec> {
+    let mut problems = cel_problems;
     let name = bs.name_any();
     if name.is_empty() {
         problems.push(FieldError {
