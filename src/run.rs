@@ -625,6 +625,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // Store::wait_until_ready wakes only one waiter (see context::Listed), so /readyz must
     // not wait on the same store.
     let (primary_listed_tx, mut primary_listed) = tokio::sync::watch::channel(false);
+    // BlockSights deleted (seen by the watch): what the operator holds about them is
+    // dropped once the context exists (see reconcile::forget).
+    let (deleted_tx, mut deleted) =
+        tokio::sync::mpsc::unbounded_channel::<(String, String, String)>();
     let writer = reflector::store::Writer::<DeserializeGuard<BlockSight>>::default();
     let primary = writer.as_reader();
     let blocksight_events = reflector::reflector(
@@ -643,6 +647,15 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }),
     )
     .inspect(first_list_signal(primary_listed_tx))
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(gone)) = event {
+            let _ = deleted_tx.send((
+                gone.namespace().unwrap_or_default(),
+                gone.name_any(),
+                gone.uid().unwrap_or_default(),
+            ));
+        }
+    })
     .applied_objects();
     // Applying a BlockSight's children triggers it again once per child event; a short
     // trailing debounce folds those bursts into one reconcile (a quiet object is never
@@ -741,6 +754,16 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         clock: system_clock(),
         warned_snapshots: Default::default(),
     });
+    {
+        // Ends when the BlockSight watch (the sender) is dropped at shutdown.
+        let ctx = Arc::downgrade(&ctx);
+        tokio::spawn(async move {
+            while let Some((namespace, name, uid)) = deleted.recv().await {
+                let Some(ctx) = ctx.upgrade() else { return };
+                reconcile::forget(&ctx, &namespace, &name, &uid);
+            }
+        });
+    }
 
     {
         let (health, caches) = (health.clone(), caches.clone());

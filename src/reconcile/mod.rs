@@ -55,6 +55,19 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// answering, without failing a merely slow one.
 pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Drop what the operator holds about a BlockSight that is being deleted or is gone: its
+/// chain probes, its metric series (a deleted instance must not keep reporting a phase)
+/// and its memos. Called by reconcile when it sees a deletionTimestamp, and by the
+/// BlockSight watch when it sees a deletion (without a finalizer, reconcile never sees one).
+pub fn forget(ctx: &Context, namespace: &str, name: &str, uid: &str) {
+    let key = (namespace.to_owned(), name.to_owned());
+    ctx.poller.stop(&key);
+    ctx.metrics.forget_instance(namespace, name);
+    ctx.pruned.forget(uid);
+    ctx.validated.forget(namespace, name);
+    ctx.failures.lock().expect("not poisoned").remove(&key);
+}
+
 /// Run `step` under the reconcile timeout.
 async fn bounded<T>(
     ctx: &Context,
@@ -93,10 +106,7 @@ pub async fn reconcile(
     let key = (namespace.clone(), name.clone());
     if bs.meta().deletion_timestamp.is_some() {
         // Children go with their owner reference; PVCs and credentials follow deletionPolicy.
-        ctx.poller.stop(&key);
-        ctx.metrics.forget_instance(&namespace, &name);
-        ctx.pruned.forget(&bs.uid().unwrap_or_default());
-        ctx.validated.forget(&namespace, &name);
+        forget(&ctx, &namespace, &name, &bs.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
 

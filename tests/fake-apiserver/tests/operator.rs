@@ -122,4 +122,34 @@ async fn converges_then_costs_nothing_and_a_spec_change_applies_only_what_change
         !others.is_empty(),
         "alpha's status reports the new generation"
     );
+
+    // Deleting a BlockSight (no finalizer: reconcile never sees it again) drops its metric
+    // series; the others keep theirs.
+    let series = |text: &str, name: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("blocksight=\"{name}\"")))
+            .count()
+    };
+    let text = h.scrape().await;
+    assert!(series(&text, "gamma") > 0, "gamma reports before: {text}");
+    h.fake
+        .delete("blocksights", NAMESPACE, "gamma")
+        .expect("deleted");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = h.scrape().await;
+        if series(&text, "gamma") == 0 {
+            assert!(series(&text, "alpha") > 0, "alpha still reports: {text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted BlockSight still reports: {}",
+            text.lines()
+                .filter(|l| l.contains("gamma"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
