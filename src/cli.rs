@@ -367,10 +367,8 @@ pub fn render_with(
         OutputFormat::Yaml => {
             yaml.push_str("---\n");
             match (value, child) {
-                (_, Some(child)) => yaml.push_str(&child.to_yaml()),
-                (Some(value), None) => {
-                    yaml.push_str(&serde_yaml::to_string(&value).expect("serializes"))
-                }
+                (_, Some(child)) => child.write_yaml(&mut yaml),
+                (Some(value), None) => build::write_yaml(&mut yaml, &value),
                 (None, None) => {}
             }
         }
