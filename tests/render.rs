@@ -912,3 +912,143 @@ fn every_rendered_child_reads_back_as_the_applied_object() {
     }
     assert!(checked >= 100, "{checked} children");
 }
+
+/// A file of `count` BlockSights (both examples, renamed, with empty documents between some)
+/// as `render -f` reads it.
+fn many_blocksights(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            let (example, name) = if i % 3 == 2 {
+                (MAINNET, "name: mainnet\n")
+            } else {
+                (REGTEST, "name: dev\n")
+            };
+            let doc = example.replace(name, &format!("name: bs-{i:03}\n"));
+            let empty = if i % 7 == 3 { "---\n" } else { "" };
+            format!("---\n{doc}{empty}")
+        })
+        .collect()
+}
+
+fn rendering(text: &str, output: OutputFormat, threads: usize) -> String {
+    let settings = BuildSettings::default();
+    let mut out = Vec::new();
+    let options = cli::RenderOptions {
+        output,
+        with_secrets: false,
+        backup_jobs: true,
+        threads,
+    };
+    cli::Rendering::new(text, options, &settings)
+        .unwrap()
+        .write_to(&mut out)
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Documents are rendered on every core, a few at a time: the output is the same, byte for
+/// byte, on any number of threads, and it is each document's output in file order; the JSON
+/// List is what serde_json prints for the whole List at once.
+#[test]
+fn parallel_render_prints_the_sequential_output_byte_for_byte() {
+    let settings = BuildSettings::default();
+    let text = many_blocksights(23);
+    for output in [OutputFormat::Yaml, OutputFormat::Json] {
+        let sequential = rendering(&text, output, 1);
+        for threads in [2, 3, 8] {
+            assert!(
+                rendering(&text, output, threads) == sequential,
+                "{output:?} on {threads} threads differs from one thread"
+            );
+        }
+        assert!(cli::render_with(&text, output, false, true, &settings).unwrap() == sequential);
+
+        // Each document alone, in file order.
+        let alone: Vec<String> = text
+            .split("---\n")
+            .filter(|doc| !doc.trim().is_empty())
+            .map(|doc| cli::render_with(doc, output, false, true, &settings).unwrap())
+            .collect();
+        assert_eq!(alone.len(), 23);
+        match output {
+            OutputFormat::Yaml => assert!(alone.concat() == sequential),
+            OutputFormat::Json => {
+                let items: Vec<Value> = alone
+                    .iter()
+                    .flat_map(|list| {
+                        let list: Value = serde_json::from_str(list).unwrap();
+                        list["items"].as_array().unwrap().clone()
+                    })
+                    .collect();
+                let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+                let whole = format!("{}\n", serde_json::to_string_pretty(&list).unwrap());
+                assert!(whole == sequential, "the List as serde_json prints it");
+            }
+        }
+    }
+}
+
+/// Validation runs on every core too, but the error is the one a sequential read meets
+/// first: the first bad document in file order, numbered as in the file.
+#[test]
+fn the_first_bad_document_of_a_large_file_is_named() {
+    let settings = BuildSettings::default();
+    let docs: Vec<String> = many_blocksights(30)
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let bad_network = |i: usize| {
+        docs[i]
+            .replace("network: regtest", "network: bitcoincash")
+            .replace("network: mainnet", "network: bitcoincash")
+    };
+    let file = |replace: &[(usize, String)]| -> String {
+        docs.iter()
+            .enumerate()
+            .map(|(i, doc)| {
+                let doc = replace
+                    .iter()
+                    .find(|(at, _)| *at == i)
+                    .map_or(doc.as_str(), |(_, d)| d.as_str());
+                format!("---\n{doc}")
+            })
+            .collect()
+    };
+    let error = |text: &str| {
+        cli::render(text, OutputFormat::Yaml, false, &settings)
+            .unwrap_err()
+            .to_string()
+    };
+    // Two invalid documents and a broken one after them: the first invalid one is named.
+    let text = file(&[
+        (17, bad_network(17)),
+        (25, bad_network(25)),
+        (28, "kind: [\n".into()),
+    ]);
+    let message = error(&text);
+    assert!(
+        message.starts_with("document 18 (BlockSight bs-017): invalid: spec.network"),
+        "{message}"
+    );
+    // A document that is not a BlockSight before an invalid one.
+    let text = file(&[(9, "kind: Deployment\n".into()), (20, bad_network(20))]);
+    assert_eq!(
+        error(&text),
+        "document 10: kind \"Deployment\" is not BlockSight"
+    );
+    // An invalid document before one that is not YAML.
+    let text = file(&[(5, bad_network(5)), (10, "kind: [\n".into())]);
+    assert!(
+        error(&text).starts_with("document 6 (BlockSight bs-005): invalid"),
+        "{}",
+        error(&text)
+    );
+    // Only the broken one: named with its number.
+    let text = file(&[(10, "kind: [\n".into())]);
+    assert!(
+        error(&text).starts_with("document 11: not YAML"),
+        "{}",
+        error(&text)
+    );
+}
