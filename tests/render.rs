@@ -704,3 +704,351 @@ fn user_managed_credentials_replace_generated_ones_everywhere() {
         ]
     );
 }
+
+/// Strings that a YAML 1.1 reader (kubectl's sigs.k8s.io/yaml, go-yaml v2; PyYAML) or a YAML
+/// 1.2 reader would resolve to something else than the string, or that are YAML syntax:
+/// `render` must quote (or block-quote) every one of them, in keys as in values.
+#[rustfmt::skip]
+const TRICKY_STRINGS: &[&str] = &[
+    // YAML 1.1 booleans (and their capitalisations), YAML 1.2 booleans, nulls.
+    "yes", "no", "on", "off", "y", "n", "Y", "N", "Yes", "NO", "On", "OFF", "true", "False",
+    "TRUE", "null", "Null", "NULL", "~", "",
+    // Numbers: integers, floats, exponents, bases (1.1 and 1.2 spellings), sexagesimal,
+    // infinities, NaN, underscores, signs.
+    "1", "0", "-1", "+1", "1.0", "1e3", "1E3", "-2E+05", ".5", "1.", "0x1F", "0o17", "012",
+    "0b101", "1_000", "190:20:30", "1:20", "-1:20", ".inf", "-.inf", "+.INF", ".nan",
+    ".NaN", "inf", "nan", "8000", "5432",
+    // Timestamps, merge key, value key.
+    "2001-12-14", "2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.10 -5", "<<", "=",
+    // Indicators and syntax.
+    "-", "- x", "--", "---", "--- x", "...", "?", "? x", ":", "::/0", "a: b", "a:",
+    "key: value", "#", "#x", "a #b", "a#b", "*", "*alias", "&anchor", "!tag", "!!str",
+    "%YAML", "@daily", "`cmd`", "{", "{a: 1}", "[", "[a]", "]", "}", ",", ",x", "|", "|-",
+    ">", ">-", "'", "''", "\"", "\"x\"", "\\", "a\\nb", "50%", "x,y", "[::]:8332",
+    // Whitespace.
+    " ", "  ", " leading", "trailing ", "\t", "tab\there", " both ",
+    // Multi-line: literal blocks (trailing newline, none, several; leading spaces and blank
+    // lines; trailing spaces on a line; CRLF, which a block cannot hold).
+    "line1\nline2\n", "line1\nline2", "line1\n\n\n", "\nleading newline",
+    "  indented\nnext\n", "trailing spaces   \nnext", "crlf\r\nline", "yes\nno\n",
+    "# comment\nkey: value\n", "---\n...\n", " \n", "\n",
+    // Unicode and control characters.
+    "é", "日本", "\u{feff}bom", "nul\0byte", "bell\u{7}", "nel\u{85}x", "ls\u{2028}x",
+];
+
+/// The YAML 1.1 spellings kubectl reads as booleans or null: never plain in the output.
+#[rustfmt::skip]
+const YAML11_NON_STRINGS: &[&str] = &[
+    "yes", "no", "on", "off", "y", "n", "Y", "N", "Yes", "NO", "On", "OFF", "true", "False",
+    "TRUE", "null", "Null", "NULL", "~",
+];
+
+fn tricky_map() -> std::collections::BTreeMap<String, String> {
+    TRICKY_STRINGS
+        .iter()
+        .map(|s| ((*s).to_owned(), (*s).to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_string_that_would_read_back_as_another_type_is_quoted() {
+    let map = tricky_map();
+    assert_eq!(map.len(), TRICKY_STRINGS.len(), "no duplicates");
+    // The same strings as keys and values of a map, items of a list, and inside a typed
+    // Kubernetes object (ConfigMap data, labels, an env value, args) as render prints them.
+    let list: Vec<&str> = TRICKY_STRINGS.to_vec();
+    let config_map = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("tricky".into()),
+            labels: Some(map.clone()),
+            annotations: Some(map.clone()),
+            ..Default::default()
+        },
+        data: Some(map.clone()),
+        ..Default::default()
+    };
+    let mut text = String::new();
+    build::write_yaml(&mut text, &map);
+    let back: std::collections::BTreeMap<String, String> =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, map, "{text}");
+    // As strings, not merely equal after a conversion: every value is a YAML string.
+    let back: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for (key, value) in back.as_mapping().unwrap() {
+        assert!(key.is_string() && value.is_string(), "{key:?}: {value:?}");
+    }
+
+    let mut listed = String::new();
+    build::write_yaml(&mut listed, &list);
+    let back: Vec<String> = serde_yaml::from_str(&listed).unwrap();
+    assert_eq!(back, list, "{listed}");
+
+    let mut object = String::new();
+    build::write_yaml(&mut object, &config_map);
+    let back: k8s_openapi::api::core::v1::ConfigMap = serde_yaml::from_str(&object).unwrap();
+    assert_eq!(back, config_map, "{object}");
+
+    // YAML 1.1 (kubectl): serde_yaml reads YAML 1.2, where `yes` is a string anyway, so look
+    // at the text: no YAML 1.1 boolean or null is plain, as a key or as a value.
+    for s in YAML11_NON_STRINGS {
+        let quoted = [format!("\"{s}\""), format!("'{s}'")];
+        assert!(
+            text.lines()
+                .any(|l| quoted.iter().any(|q| *l == format!("{q}: {q}"))),
+            "{s:?} is not quoted as a key and a value:\n{text}"
+        );
+        assert!(
+            listed
+                .lines()
+                .any(|l| quoted.iter().any(|q| *l == format!("- {q}"))),
+            "{s:?} is not quoted in a list:\n{listed}"
+        );
+        assert_eq!(
+            object
+                .lines()
+                .filter(|l| quoted.iter().any(|q| l.trim_start() == format!("{q}: {q}")))
+                .count(),
+            3,
+            "{s:?} is not quoted in the labels, annotations and data:\n{object}"
+        );
+    }
+    // Multi-line strings are literal blocks (readable ConfigMap files), not escaped lines.
+    assert!(
+        text.contains("\"# comment\\nkey: value\\n\": |\n  # comment\n  key: value\n"),
+        "{text}"
+    );
+}
+
+/// The reader that matters most, when it is installed: kubectl itself (sigs.k8s.io/yaml,
+/// go-yaml v2 with YAML 1.1 booleans), offline (`label --local`), on a ConfigMap whose data
+/// keys and values are the tricky strings. A `yes` read as a boolean would come back as
+/// `true`, a key `on` as "true".
+#[test]
+fn kubectl_reads_the_tricky_strings_back_as_the_same_strings() {
+    let Ok(version) = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    else {
+        eprintln!("SKIPPED: kubectl is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    let map = tricky_map();
+    let config_map = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("tricky".into()),
+            annotations: Some(map.clone()),
+            ..Default::default()
+        },
+        data: Some(map.clone()),
+        ..Default::default()
+    };
+    let mut text = String::new();
+    build::write_yaml(&mut text, &config_map);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tricky.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["label", "--local", "-o", "json", "-f"])
+        .arg(&file)
+        .arg("checked=true")
+        .env("KUBECONFIG", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = serde_json::to_value(&map).unwrap();
+    assert_eq!(read["data"], expected, "{text}");
+    assert_eq!(read["metadata"]["annotations"], expected, "{text}");
+}
+
+/// Every child of every example (examples/*.yaml, with and without the prometheus-operator
+/// CRDs) read back from its YAML is exactly the object the controller applies.
+#[test]
+fn every_rendered_child_reads_back_as_the_applied_object() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2);
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if value.is_null() {
+                continue;
+            }
+            let bs: BlockSight = serde_json::from_value(value).unwrap();
+            let valid = validate::validate(&bs).unwrap();
+            for prometheus_operator_crds in [false, true] {
+                let settings = BuildSettings {
+                    prometheus_operator_crds,
+                    ..Default::default()
+                };
+                for child in build::build(&valid, &settings).children {
+                    let yaml = child.to_yaml();
+                    let back: Value = serde_yaml::from_str(&yaml)
+                        .unwrap_or_else(|e| panic!("{}: {e}\n{yaml}", file.display()));
+                    assert_eq!(
+                        back,
+                        child.to_value(),
+                        "{}: {} {}",
+                        file.display(),
+                        child.kind(),
+                        child.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 100, "{checked} children");
+}
+
+/// A file of `count` BlockSights (both examples, renamed, with empty documents between some)
+/// as `render -f` reads it.
+fn many_blocksights(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            let (example, name) = if i % 3 == 2 {
+                (MAINNET, "name: mainnet\n")
+            } else {
+                (REGTEST, "name: dev\n")
+            };
+            let doc = example.replace(name, &format!("name: bs-{i:03}\n"));
+            let empty = if i % 7 == 3 { "---\n" } else { "" };
+            format!("---\n{doc}{empty}")
+        })
+        .collect()
+}
+
+fn rendering(text: &str, output: OutputFormat, threads: usize) -> String {
+    let settings = BuildSettings::default();
+    let mut out = Vec::new();
+    let options = cli::RenderOptions {
+        output,
+        with_secrets: false,
+        backup_jobs: true,
+        threads,
+    };
+    cli::Rendering::new(text, options, &settings)
+        .unwrap()
+        .write_to(&mut out)
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Documents are rendered on every core, a few at a time: the output is the same, byte for
+/// byte, on any number of threads, and it is each document's output in file order; the JSON
+/// List is what serde_json prints for the whole List at once.
+#[test]
+fn parallel_render_prints_the_sequential_output_byte_for_byte() {
+    let settings = BuildSettings::default();
+    let text = many_blocksights(23);
+    for output in [OutputFormat::Yaml, OutputFormat::Json] {
+        let sequential = rendering(&text, output, 1);
+        for threads in [2, 3, 8] {
+            assert!(
+                rendering(&text, output, threads) == sequential,
+                "{output:?} on {threads} threads differs from one thread"
+            );
+        }
+        assert!(cli::render_with(&text, output, false, true, &settings).unwrap() == sequential);
+
+        // Each document alone, in file order.
+        let alone: Vec<String> = text
+            .split("---\n")
+            .filter(|doc| !doc.trim().is_empty())
+            .map(|doc| cli::render_with(doc, output, false, true, &settings).unwrap())
+            .collect();
+        assert_eq!(alone.len(), 23);
+        match output {
+            OutputFormat::Yaml => assert!(alone.concat() == sequential),
+            OutputFormat::Json => {
+                let items: Vec<Value> = alone
+                    .iter()
+                    .flat_map(|list| {
+                        let list: Value = serde_json::from_str(list).unwrap();
+                        list["items"].as_array().unwrap().clone()
+                    })
+                    .collect();
+                let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+                let whole = format!("{}\n", serde_json::to_string_pretty(&list).unwrap());
+                assert!(whole == sequential, "the List as serde_json prints it");
+            }
+        }
+    }
+}
+
+/// Validation runs on every core too, but the error is the one a sequential read meets
+/// first: the first bad document in file order, numbered as in the file.
+#[test]
+fn the_first_bad_document_of_a_large_file_is_named() {
+    let settings = BuildSettings::default();
+    let docs: Vec<String> = many_blocksights(30)
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let bad_network = |i: usize| {
+        docs[i]
+            .replace("network: regtest", "network: bitcoincash")
+            .replace("network: mainnet", "network: bitcoincash")
+    };
+    let file = |replace: &[(usize, String)]| -> String {
+        docs.iter()
+            .enumerate()
+            .map(|(i, doc)| {
+                let doc = replace
+                    .iter()
+                    .find(|(at, _)| *at == i)
+                    .map_or(doc.as_str(), |(_, d)| d.as_str());
+                format!("---\n{doc}")
+            })
+            .collect()
+    };
+    let error = |text: &str| {
+        cli::render(text, OutputFormat::Yaml, false, &settings)
+            .unwrap_err()
+            .to_string()
+    };
+    // Two invalid documents and a broken one after them: the first invalid one is named.
+    let text = file(&[
+        (17, bad_network(17)),
+        (25, bad_network(25)),
+        (28, "kind: [\n".into()),
+    ]);
+    let message = error(&text);
+    assert!(
+        message.starts_with("document 18 (BlockSight bs-017): invalid: spec.network"),
+        "{message}"
+    );
+    // A document that is not a BlockSight before an invalid one.
+    let text = file(&[(9, "kind: Deployment\n".into()), (20, bad_network(20))]);
+    assert_eq!(
+        error(&text),
+        "document 10: kind \"Deployment\" is not BlockSight"
+    );
+    // An invalid document before one that is not YAML.
+    let text = file(&[(5, bad_network(5)), (10, "kind: [\n".into())]);
+    assert!(
+        error(&text).starts_with("document 6 (BlockSight bs-005): invalid"),
+        "{}",
+        error(&text)
+    );
+    // Only the broken one: named with its number.
+    let text = file(&[(10, "kind: [\n".into())]);
+    assert!(
+        error(&text).starts_with("document 11: not YAML"),
+        "{}",
+        error(&text)
+    );
+}

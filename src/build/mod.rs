@@ -227,7 +227,14 @@ impl Child {
 
     /// The object as YAML, with apiVersion and kind, fields in the API's order.
     pub fn to_yaml(&self) -> String {
-        for_each_child!(self, o => serde_yaml::to_string(o).expect("Kubernetes objects serialize"))
+        let mut out = String::new();
+        self.write_yaml(&mut out);
+        out
+    }
+
+    /// [`Child::to_yaml`], appended to `out` (no intermediate string per child).
+    pub fn write_yaml(&self, out: &mut String) {
+        for_each_child!(self, o => write_yaml(out, o))
     }
 
     /// Stamp the object with the hash of its content (computed without the stamp), from its
@@ -243,6 +250,31 @@ impl Child {
             .insert(SPEC_HASH_ANNOTATION.to_owned(), hash);
         self
     }
+}
+
+/// Append `value` as one YAML document (without a `---` line) to `out`, as `blocksight
+/// render` prints every object.
+///
+/// The emitter is serde-saphyr, straight from the typed object in one pass (no YAML DOM, no
+/// libyaml). Its options:
+/// - YAML 1.1 quoting (`yaml_12: false`): kubectl reads manifests with sigs.k8s.io/yaml
+///   (go-yaml, YAML 1.1), so every string a YAML 1.1 or 1.2 reader would resolve to another
+///   type (`yes`, `on`, `y`, `~`, `1:20`, `0o17`, `2001-12-14`, `.inf`, ...) is quoted, in
+///   keys as in values. `tests/render.rs` checks this against both readers.
+/// - block style, 2-space indentation, list items at their key's indentation (as libyaml).
+/// - multi-line strings (ConfigMap files, scripts) as literal blocks `|`; long single-line
+///   strings stay on one line (no folded `>` blocks: a command line or an annotation reads
+///   better, and greps better, unwrapped).
+pub fn write_yaml<T: serde::Serialize>(out: &mut String, value: &T) {
+    let options = serde_saphyr::ser_options! {
+        indent_step: 2,
+        compact_list_indent: true,
+        yaml_12: false,
+        prefer_block_scalars: true,
+        folded_wrap_chars: usize::MAX,
+    };
+    serde_saphyr::to_fmt_writer_with_options(out, value, options)
+        .expect("Kubernetes objects serialize as YAML");
 }
 
 /// Serialize a typed object with its apiVersion and kind (k8s-openapi's Serialize adds them).

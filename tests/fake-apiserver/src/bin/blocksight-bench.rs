@@ -17,7 +17,7 @@ use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
 use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, Counts, FakeApiServer, RequestRecord, Subresource, Verb};
 use blocksight_operator::build::BuildSettings;
-use blocksight_operator::cli::{OutputFormat, render};
+use blocksight_operator::cli::{OutputFormat, RenderOptions, Rendering, render};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -133,7 +133,8 @@ fn round(value: f64, digits: i32) -> f64 {
 }
 
 /// BlockSights per second through `blocksight_operator::cli::render` (validate, build,
-/// serialize), on a file of 1,000 BlockSights.
+/// serialize, on every core), on a file of 1,000 BlockSights; and on one thread, to tell
+/// the parallel speed-up from the rest.
 fn render_throughput(seconds: f64) -> anyhow::Result<Value> {
     const DOCUMENTS: usize = 1000;
     let text: String = (0..DOCUMENTS)
@@ -144,19 +145,40 @@ fn render_throughput(seconds: f64) -> anyhow::Result<Value> {
         .collect();
     let settings = BuildSettings::default();
     let mut results = serde_json::Map::new();
-    for (label, format) in [("yaml", OutputFormat::Yaml), ("json", OutputFormat::Json)] {
+    // BlockSights per second of `call` (which renders the whole file), run for `seconds`.
+    let rate = |call: &mut dyn FnMut() -> anyhow::Result<usize>| -> anyhow::Result<(f64, usize)> {
         let started = Instant::now();
         let mut rendered = 0usize;
         let mut bytes = 0usize;
         while started.elapsed().as_secs_f64() < seconds || rendered == 0 {
-            bytes = render(&text, format, false, &settings)?.len();
+            bytes = call()?;
             rendered += DOCUMENTS;
         }
-        let rate = rendered as f64 / started.elapsed().as_secs_f64();
-        progress(format!("render -o {label}: {rate:.0} BlockSights/s"));
+        Ok((rendered as f64 / started.elapsed().as_secs_f64(), bytes))
+    };
+    for (label, format) in [("yaml", OutputFormat::Yaml), ("json", OutputFormat::Json)] {
+        let (all_cores, bytes) = rate(&mut || Ok(render(&text, format, false, &settings)?.len()))?;
+        let (one_thread, _) = rate(&mut || {
+            let mut out = Vec::new();
+            let options = RenderOptions {
+                output: format,
+                with_secrets: false,
+                backup_jobs: false,
+                threads: 1,
+            };
+            Rendering::new(&text, options, &settings)?.write_to(&mut out)?;
+            Ok(out.len())
+        })?;
+        progress(format!(
+            "render -o {label}: {all_cores:.0} BlockSights/s ({one_thread:.0}/s on one thread)"
+        ));
         results.insert(
             format!("blocksights_per_second_{label}"),
-            json!(round(rate, 0)),
+            json!(round(all_cores, 0)),
+        );
+        results.insert(
+            format!("blocksights_per_second_{label}_one_thread"),
+            json!(round(one_thread, 0)),
         );
         results.insert(
             format!("output_bytes_per_blocksight_{label}"),
@@ -164,6 +186,10 @@ fn render_throughput(seconds: f64) -> anyhow::Result<Value> {
         );
     }
     results.insert("documents_per_call".into(), json!(DOCUMENTS));
+    results.insert(
+        "threads".into(),
+        json!(std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
+    );
     results.insert(
         "stages_ms_per_blocksight".into(),
         render_stages(seconds / 2.0)?,
@@ -212,22 +238,29 @@ fn render_stages(seconds: f64) -> anyhow::Result<Value> {
         .take(3)
         .map(|(bytes, child)| json!({"child": child, "bytes": bytes}))
         .collect();
-    let mut by_size: Vec<&Value> = values.iter().collect();
-    by_size.sort_by_key(|v| std::cmp::Reverse(v.to_string().len()));
-    let largest_two: Vec<Value> = by_size.into_iter().take(2).cloned().collect();
+    let mut by_size: Vec<(&Value, &build::Child)> = values.iter().zip(&desired.children).collect();
+    by_size.sort_by_key(|(v, _)| std::cmp::Reverse(v.to_string().len()));
+    let largest_two: Vec<(&Value, &build::Child)> = by_size.into_iter().take(2).collect();
     let mut sink = 0usize;
     let stages = json!({
         "parse_yaml": time(&mut || sink += parse().as_object().map_or(0, |o| o.len())),
         "validate": time(&mut || sink += usize::from(validate::validate(&bs).is_ok())),
         "build_and_hash": time(&mut || sink += build::build(&valid, &settings).children.len()),
         "to_json_values": time(&mut || sink += desired.children.iter().map(build::Child::to_value).count()),
-        "serialize_yaml": time(&mut || sink += values.iter().map(|v| serde_yaml::to_string(v).expect("YAML").len()).sum::<usize>()),
+        // As `render -o yaml` does: each typed child straight into one string (serde-saphyr).
+        "serialize_yaml": time(&mut || {
+            let mut yaml = String::new();
+            for child in &desired.children {
+                yaml.push_str("---\n");
+                child.write_yaml(&mut yaml);
+            }
+            sink += yaml.len();
+        }),
         "serialize_json": time(&mut || sink += values.iter().map(|v| serde_json::to_string_pretty(v).expect("JSON").len()).sum::<usize>()),
-        // The part of the above spent on the two largest children (the dashboards and
-        // rules ConfigMaps, the same for every BlockSight): hashing (as the build stamps
-        // each child) and serializing them.
-        "largest_two_hash": time(&mut || sink += largest_two.iter().map(|v| build::meta::digest(v.to_string().as_bytes()).len()).sum::<usize>()),
-        "largest_two_serialize_yaml": time(&mut || sink += largest_two.iter().map(|v| serde_yaml::to_string(v).expect("YAML").len()).sum::<usize>()),
+        // The part of the above spent on the two largest children: hashing (as the build
+        // stamps each child) and serializing them.
+        "largest_two_hash": time(&mut || sink += largest_two.iter().map(|(v, _)| build::meta::digest(v.to_string().as_bytes()).len()).sum::<usize>()),
+        "largest_two_serialize_yaml": time(&mut || sink += largest_two.iter().map(|(_, c)| c.to_yaml().len()).sum::<usize>()),
         "children": values.len(),
         "largest_children_bytes": largest,
     });
