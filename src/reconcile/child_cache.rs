@@ -124,39 +124,41 @@ impl AsRef<ChildMeta> for WorkloadMeta {
     }
 }
 
+impl WorkloadMeta {
+    fn of(meta: &ObjectMeta, replicas: Option<i32>, status: Option<WorkloadStatus>) -> Self {
+        WorkloadMeta {
+            child: ChildMeta::of(meta),
+            generation: meta.generation,
+            replicas,
+            status,
+        }
+    }
+}
+
 impl Keep<StatefulSet> for WorkloadMeta {
     fn keep(obj: &StatefulSet) -> Self {
-        WorkloadMeta {
-            child: ChildMeta::of(&obj.metadata),
-            generation: obj.metadata.generation,
-            replicas: obj.spec.replicas,
-            status: obj.status.as_ref().map(|s| WorkloadStatus {
-                observed_generation: s.observed_generation,
-                replicas: Some(s.replicas),
-                ready_replicas: s.ready_replicas,
-                updated_replicas: s.updated_replicas,
-                current_revision: s.current_revision.as_deref().map(Box::from),
-                update_revision: s.update_revision.as_deref().map(Box::from),
-            }),
-        }
+        let status = obj.status.as_ref().map(|s| WorkloadStatus {
+            observed_generation: s.observed_generation,
+            replicas: Some(s.replicas),
+            ready_replicas: s.ready_replicas,
+            updated_replicas: s.updated_replicas,
+            current_revision: s.current_revision.as_deref().map(Box::from),
+            update_revision: s.update_revision.as_deref().map(Box::from),
+        });
+        WorkloadMeta::of(&obj.metadata, obj.spec.replicas, status)
     }
 }
 
 impl Keep<Deployment> for WorkloadMeta {
     fn keep(obj: &Deployment) -> Self {
-        WorkloadMeta {
-            child: ChildMeta::of(&obj.metadata),
-            generation: obj.metadata.generation,
-            replicas: obj.spec.replicas,
-            status: obj.status.as_ref().map(|s| WorkloadStatus {
-                observed_generation: s.observed_generation,
-                replicas: s.replicas,
-                ready_replicas: s.ready_replicas,
-                updated_replicas: s.updated_replicas,
-                current_revision: None,
-                update_revision: None,
-            }),
-        }
+        let status = obj.status.as_ref().map(|s| WorkloadStatus {
+            observed_generation: s.observed_generation,
+            replicas: s.replicas,
+            ready_replicas: s.ready_replicas,
+            updated_replicas: s.updated_replicas,
+            ..Default::default()
+        });
+        WorkloadMeta::of(&obj.metadata, obj.spec.replicas, status)
     }
 }
 
