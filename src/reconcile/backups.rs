@@ -16,7 +16,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -423,30 +422,6 @@ pub async fn delete_job(
     }
 }
 
-/// Publish an event about `reference`; best effort.
-pub async fn publish(
-    ctx: &Context,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    warning: bool,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Backup".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        warn!(error = %e, "publishing event failed");
-    }
-}
-
 /// Reconcile one BlockSightBackup.
 pub async fn reconcile(
     bsb: Arc<BlockSightBackup>,
@@ -527,7 +502,10 @@ pub async fn reconcile(
                 warning,
                 reason,
                 note,
-            } => publish(ctx, &reference, *warning, reason, note.clone()).await,
+            } => {
+                ctx.publish(&reference, "Backup", *warning, reason, note.clone())
+                    .await
+            }
         }
     }
     let removed = plan.steps.contains(&Step::RemoveFinalizer);

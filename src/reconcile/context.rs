@@ -563,6 +563,35 @@ pub struct Context {
     pub warned_snapshots: Mutex<HashSet<(String, String)>>,
 }
 
+impl Context {
+    /// Publish an Event about `reference` for `action` (Normal, or Warning when `warning`);
+    /// best effort: a lost Event is logged, never an error of the reconcile.
+    pub async fn publish(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        action: &str,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        use kube::runtime::events::{Event, EventType};
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, "publishing event failed");
+        }
+    }
+}
+
 /// Where the controller reads the time.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 

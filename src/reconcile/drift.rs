@@ -33,13 +33,6 @@ pub fn keep_foreign_updates(
     }
 }
 
-/// Whether anyone but `ours` edited the object (cheap: no field comparison).
-pub fn has_foreign_updates(managed_fields: &[ManagedFieldsEntry], ours: &str) -> bool {
-    managed_fields
-        .iter()
-        .any(|entry| is_foreign_update(entry, ours))
-}
-
 /// Whether any manager other than `ours` has taken a field that `desired` sets.
 pub fn is_drifted(managed_fields: &[ManagedFieldsEntry], ours: &str, desired: &Value) -> bool {
     managed_fields.iter().any(|entry| {

@@ -26,7 +26,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::backups::{BackupContext, BackupControllerError, TRIGGER_LABEL, apply_job, publish};
+use super::backups::{BackupContext, BackupControllerError, TRIGGER_LABEL, apply_job};
 use super::jobs::JobState;
 use crate::build::FIELD_MANAGER;
 use crate::build::backup::{self as builder, Purpose, RESTORE_LABEL, Task};
@@ -398,7 +398,10 @@ pub async fn reconcile(
                 warning,
                 reason,
                 note,
-            } => publish(ctx, &reference, *warning, reason, note.clone()).await,
+            } => {
+                ctx.publish(&reference, "Backup", *warning, reason, note.clone())
+                    .await
+            }
         }
     }
     if bsr.status.as_ref() != Some(&plan.status) {

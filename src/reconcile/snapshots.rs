@@ -15,9 +15,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::context::{Context, Versions};
 use super::error::SnapshotError;
@@ -267,10 +266,10 @@ pub async fn run(
         }
         for failed in existing.iter().filter(|e| e.error.is_some()) {
             if ctx.first_warning_about(namespace, &failed.name) {
-                publish(
-                    ctx,
+                ctx.publish(
                     reference,
-                    EventType::Warning,
+                    "VolumeSnapshot",
+                    true,
                     "VolumeSnapshotFailed",
                     format!(
                         "VolumeSnapshot {} failed: {}",
@@ -346,25 +345,6 @@ fn volume_in_use(ctx: &Context, bs: &ValidBlockSight, component: SnapshotCompone
         > 0
 }
 
-async fn publish(
-    ctx: &Context,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "VolumeSnapshot".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        warn!(error = %e, "publishing event failed");
-    }
-}
-
 /// The status fields and condition of `report` on top of `status`; the condition keeps its
 /// lastTransitionTime unless it flips, and is absent when snapshots are not configured.
 pub fn apply_to_status(
@@ -409,10 +389,10 @@ pub async fn announce_missing_api(
         && r == "ApiNotServed"
         && reason(previous).map(|(r, _)| r).as_deref() != Some("ApiNotServed")
     {
-        publish(
-            ctx,
+        ctx.publish(
             reference,
-            EventType::Warning,
+            "VolumeSnapshot",
+            true,
             "VolumeSnapshotApiMissing",
             message,
         )
