@@ -336,20 +336,62 @@ pub fn crd_files() -> Vec<(String, String)> {
     files
 }
 
-/// Parse one YAML document into a BlockSight, naming the field of any type error.
+/// Parse one YAML document into a BlockSight, naming the field of any type error, and
+/// refusing fields the BlockSight does not declare (`spec.bitcoind.dbCache: unknown field`),
+/// as kubectl's strict field validation does, rather than dropping them. The top-level
+/// `apiVersion`, `kind`, `metadata` and `status` are not checked.
+///
+/// Offline only: the controller never sees an unknown field, since the API server refuses
+/// them (strict field validation) or prunes them (structural schema) before storing.
 pub fn parse_blocksight(doc: Value) -> Result<BlockSight, InvalidSpec> {
-    serde_path_to_error::deserialize::<_, BlockSight>(doc).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "(document)".to_owned()
-        } else {
-            path
-        };
-        InvalidSpec(vec![FieldError {
-            field,
-            reason: e.into_inner().to_string(),
-        }])
-    })
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let parsed: Result<BlockSight, _> = serde_ignored::deserialize(
+        serde_path_to_error::Deserializer::new(doc, &mut track),
+        |path| {
+            let field = ignored_field(&path);
+            let top = field.split(['.', '[']).next().unwrap_or_default();
+            if !matches!(top, "apiVersion" | "kind" | "metadata" | "status") {
+                unknown.push(FieldError {
+                    field,
+                    reason: "unknown field".to_owned(),
+                });
+            }
+        },
+    );
+    match parsed {
+        Err(e) => {
+            let path = track.path().to_string();
+            let field = if path == "." {
+                "(document)".to_owned()
+            } else {
+                path
+            };
+            Err(InvalidSpec(vec![FieldError {
+                field,
+                reason: e.to_string(),
+            }]))
+        }
+        Ok(_) if !unknown.is_empty() => Err(InvalidSpec(unknown)),
+        Ok(bs) => Ok(bs),
+    }
+}
+
+/// A path serde ignored, as serde_path_to_error (and so every FieldError) writes one:
+/// `spec.api.env[0].valeu`.
+fn ignored_field(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", ignored_field(parent)),
+        Path::Map { parent, key } => match ignored_field(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_field(parent),
+    }
 }
 
 /// Render every BlockSight in `text` (multi-document YAML) as the controller would build it.

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod build;
 pub mod chain;
 pub mod cli;
+pub mod cluster_version;
 pub mod crd;
 pub mod metrics;
 pub mod probe;

@@ -284,7 +284,22 @@ fn restore_from_is_immutable() {
     assert!(
         problems
             .iter()
-            .any(|p| p.field == "spec.postgres.restoreFrom" && p.reason.contains("immutable")),
+            .any(|p| p.field == "spec.postgres.restoreFrom"
+                && p.reason
+                    .contains("only applies when a BlockSight is created")),
+        "{problems:?}"
+    );
+    // Kept as it was, or removed once the database exists: allowed.
+    assert_eq!(validate::check_cel(&old, Some(&old)), vec![]);
+    let mut removed = old.clone();
+    removed.spec.postgres.restore_from = None;
+    assert_eq!(validate::check_cel(&removed, Some(&old)), vec![]);
+    // Added later (tests/invalid/transitions/04-restore-from-added.yaml) or re-added: refused.
+    let problems = validate::check_cel(&old, Some(&removed));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "spec.postgres.restoreFrom"),
         "{problems:?}"
     );
 }

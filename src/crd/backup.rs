@@ -23,12 +23,20 @@ use serde::{Deserialize, Serialize};
     category = "blocksight",
     cel,
     doc = "One backup of a BlockSight's PostgreSQL database, taken on demand or on the BlockSight's schedule. Deleting it deletes the backup's data.",
-    validation = Rule::new("self.metadata.name.size() <= 56").message("metadata.name must be at most 56 characters: its Jobs append a suffix such as -delete").field_path(".metadata.name"),
     printcolumn(name = "BlockSight", type_ = "string", json_path = ".spec.blockSight"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Size", type_ = "integer", json_path = ".status.sizeBytes", description = "Archive size in bytes"),
+    printcolumn(
+        name = "Size",
+        type_ = "integer",
+        json_path = ".status.sizeBytes",
+        description = "Archive size in bytes"
+    ),
     printcolumn(name = "Completed", type_ = "date", json_path = ".status.completedAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: create another BlockSightBackup"))]
@@ -100,12 +108,20 @@ pub struct BlockSightBackupStatus {
     category = "blocksight",
     cel,
     doc = "An in-place restore of a BlockSightBackup into its BlockSight's database, preceded by a safety backup; reports the measured duration (RTO) and the verification result.",
-    validation = Rule::new("self.metadata.name.size() <= 48").message("metadata.name must be at most 48 characters: its Jobs and safety backup append a suffix such as -restore").field_path(".metadata.name"),
     printcolumn(name = "BlockSight", type_ = "string", json_path = ".spec.blockSight"),
     printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backup"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Duration", type_ = "number", json_path = ".status.durationSeconds", description = "Measured restore time (RTO) in seconds"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Duration",
+        type_ = "number",
+        json_path = ".status.durationSeconds",
+        description = "Measured restore time (RTO) in seconds"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: create another BlockSightRestore"))]

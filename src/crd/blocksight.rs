@@ -24,12 +24,20 @@ use super::{
     category = "blocksight",
     cel,
     doc = "A BlockSight installation: Bitcoin Core, electrs, PostgreSQL, Redis, the BlockSight API and monitoring, run and kept healthy by the BlockSight operator.",
-    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child objects append a suffix such as -prometheus").field_path(".metadata.name"),
     printcolumn(name = "Network", type_ = "string", json_path = ".spec.network"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Blocks", type_ = "integer", json_path = ".status.chain.blocks"),
-    printcolumn(name = "Sync", type_ = "number", json_path = ".status.chain.verificationProgress", description = "Chain verification progress (0 to 1)"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Sync",
+        type_ = "number",
+        json_path = ".status.chain.verificationProgress",
+        description = "Chain verification progress (0 to 1)"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -49,7 +57,24 @@ use super::{
         .field_path(".electrs.storage.fromSnapshot"),
     validation = Rule::new("!has(self.volumeSnapshots) || !has(self.volumeSnapshots.components) || !self.volumeSnapshots.components.exists(c, c == 'electrs') || !has(self.electrs) || !has(self.electrs.enabled) || self.electrs.enabled")
         .message("volumeSnapshots.components lists electrs, but electrs is disabled")
-        .field_path(".volumeSnapshots.components")
+        .field_path(".volumeSnapshots.components"),
+    // restoreFrom seeds a new database once; added later it would do nothing (the operator
+    // restores only into a database it just created). Removing it is harmless.
+    validation = Rule::new("!has(self.postgres) || !has(self.postgres.restoreFrom) || (has(oldSelf.postgres) && has(oldSelf.postgres.restoreFrom) && self.postgres.restoreFrom == oldSelf.postgres.restoreFrom)")
+        .message("restoreFrom only applies when a BlockSight is created: it cannot be added or changed later; use a BlockSightRestore to restore into an existing one")
+        .field_path(".postgres.restoreFrom"),
+    // Every volume's class and size, on the spec for the same reason as fromSnapshot (the
+    // backup volume's are on BackupDestination). Grafana has no volume.
+    validation = super::common::storage_class_immutable(".bitcoind.storage", false),
+    validation = super::common::storage_class_immutable(".electrs.storage", false),
+    validation = super::common::storage_class_immutable(".postgres.storage", false),
+    validation = super::common::storage_class_immutable(".redis.persistence", false),
+    validation = super::common::storage_class_immutable(".monitoring.prometheus.storage", false),
+    validation = super::common::size_never_below_network_default(".bitcoind.storage", "bitcoind"),
+    validation = super::common::size_never_below_network_default(".electrs.storage", "electrs"),
+    validation = super::common::size_never_below_network_default(".postgres.storage", "postgres"),
+    validation = super::common::size_never_below_network_default(".redis.persistence", "redis"),
+    validation = super::common::size_never_below_network_default(".monitoring.prometheus.storage", "prometheus")
 )]
 pub struct BlockSightSpec {
     /// Bitcoin network: mainnet, testnet, testnet4, signet or regtest. Immutable: a node's
@@ -154,7 +179,13 @@ pub struct BackupSpec {
 /// Where backups go.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.volume) != has(self.s3)").message("set exactly one of destination.volume and destination.s3"))]
+#[x_kube(
+    validation = Rule::new("has(self.volume) != has(self.s3)").message("set exactly one of destination.volume and destination.s3"),
+    // While a volume is the destination before and after: here, not on BackupVolume, so that
+    // setting or removing its fields is seen too.
+    validation = super::common::storage_class_immutable(".volume", true),
+    validation = super::common::backup_size_never_below_default()
+)]
 pub struct BackupDestination {
     /// A PersistentVolumeClaim `<name>-backups` created once and kept when the BlockSight
     /// is deleted (unless deletionPolicy is Delete).
@@ -170,7 +201,8 @@ pub struct BackupDestination {
 #[serde(rename_all = "camelCase")]
 pub struct BackupVolume {
     /// Size of the volume (a Kubernetes quantity, default 20Gi). May grow (when the
-    /// StorageClass allows expansion) but never shrink.
+    /// StorageClass allows expansion) but never shrink, also not below 20Gi when set or
+    /// removed later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[x_kube(
@@ -178,10 +210,10 @@ pub struct BackupVolume {
         validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage size may grow but never shrink")
     )]
     pub size: Option<String>,
-    /// StorageClass of the volume; the cluster default when omitted. Immutable.
+    /// StorageClass of the volume; the cluster default when omitted. Immutable: it cannot be
+    /// set, changed or removed while the volume is the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
     pub storage_class_name: Option<String>,
 }
 
@@ -466,9 +498,11 @@ pub struct PostgresSpec {
     #[serde(default)]
     pub placement: Placement,
     /// Start the new database from a backup: once PostgreSQL is up and before the API
-    /// serves, the named BlockSightBackup is restored (once). Immutable.
+    /// serves, the named BlockSightBackup is restored (once). Only when the BlockSight is
+    /// created: it cannot be added or changed later (removing it is allowed); to restore into
+    /// an existing BlockSight, create a BlockSightRestore.
+    // The rule is on the spec: here it would not see restoreFrom being added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("restoreFrom is immutable"))]
     pub restore_from: Option<RestoreFrom>,
 }
 
@@ -518,7 +552,8 @@ pub struct RedisPersistence {
     /// Keep the cache on a volume (append-only file); default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Volume size; sized per network when omitted. May grow, never shrink.
+    /// Volume size; sized per network when omitted. May grow, never shrink (also not below
+    /// the network's default when set or removed later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[x_kube(
@@ -526,10 +561,10 @@ pub struct RedisPersistence {
         validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage size may grow but never shrink")
     )]
     pub size: Option<String>,
-    /// StorageClass of the volume. Immutable.
+    /// StorageClass of the volume. Immutable: it cannot be set, changed or removed once the
+    /// BlockSight exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("storageClassName is immutable"))]
     pub storage_class_name: Option<String>,
 }
 

@@ -39,6 +39,29 @@ pub struct BlockSightStatus {
     /// Backups and restore drills of the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// The volumes of the StatefulSets (chain data, index, database, cache, monitoring):
+    /// what each has and what is asked for, so a resize in flight shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeStatus>,
+}
+
+/// One PersistentVolumeClaim of a component's StatefulSet.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// The PersistentVolumeClaim.
+    pub name: String,
+    /// bitcoind, electrs, postgres, redis, prometheus or grafana.
+    pub component: String,
+    /// The size the spec asks for.
+    pub requested: String,
+    /// The size the volume has (status.capacity), once bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// Pending (not bound yet), Bound (has what is asked), Resizing (the volume is being
+    /// grown) or FileSystemResizePending (grown; the file system grows when the pod restarts
+    /// or, with online expansion, shortly).
+    pub phase: String,
 }
 
 /// Backups of a BlockSight, as far as the operator has seen them.

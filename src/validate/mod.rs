@@ -299,6 +299,13 @@ pub fn validate_with_cel(
             field: "metadata.name".into(),
             reason: "is required".into(),
         });
+    } else if let Some(reason) =
+        crate::crd::name_problem(&name, crate::crd::BLOCKSIGHT_NAME_MAX, true)
+    {
+        problems.push(FieldError {
+            field: "metadata.name".into(),
+            reason,
+        });
     }
     let spec = &bs.spec;
     check_resources(
@@ -715,4 +722,161 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
         _ => return None,
     };
     Some(number * factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocksight(network: Network) -> BlockSight {
+        serde_yaml::from_str(&format!(
+            "{{apiVersion: blocksight.live/v1alpha1, kind: BlockSight, metadata: {{name: t}}, spec: {{network: {network}}}}}"
+        ))
+        .unwrap()
+    }
+
+    /// Each volume with a per-network default: its size and class fields, and their path.
+    const VOLUMES: [(&str, &str); 5] = [
+        ("bitcoind", "spec.bitcoind.storage"),
+        ("electrs", "spec.electrs.storage"),
+        ("postgres", "spec.postgres.storage"),
+        ("redis", "spec.redis.persistence"),
+        ("prometheus", "spec.monitoring.prometheus.storage"),
+    ];
+
+    fn fields<'a>(
+        bs: &'a mut BlockSight,
+        component: &str,
+    ) -> (&'a mut Option<String>, &'a mut Option<String>) {
+        let spec = &mut bs.spec;
+        match component {
+            "bitcoind" => (
+                &mut spec.bitcoind.storage.size,
+                &mut spec.bitcoind.storage.storage_class_name,
+            ),
+            "electrs" => (
+                &mut spec.electrs.storage.size,
+                &mut spec.electrs.storage.storage_class_name,
+            ),
+            "postgres" => (
+                &mut spec.postgres.storage.size,
+                &mut spec.postgres.storage.storage_class_name,
+            ),
+            "redis" => (
+                &mut spec.redis.persistence.size,
+                &mut spec.redis.persistence.storage_class_name,
+            ),
+            "prometheus" => (
+                &mut spec.monitoring.prometheus.storage.size,
+                &mut spec.monitoring.prometheus.storage.storage_class_name,
+            ),
+            other => unreachable!("{other}"),
+        }
+    }
+
+    fn with_size(network: Network, component: &str, size: Option<&str>) -> BlockSight {
+        let mut bs = blocksight(network);
+        *fields(&mut bs, component).0 = size.map(str::to_owned);
+        bs
+    }
+
+    fn refused(new: &BlockSight, old: &BlockSight, field: &str, reason: &str) -> bool {
+        check_cel(new, Some(old))
+            .iter()
+            .any(|p| p.field == field && p.reason.contains(reason))
+    }
+
+    /// The transition rule comparing an added or removed size with the network's default
+    /// (quantity literals in a CEL map, `quantity(...).compareTo(...)`) runs in the offline
+    /// evaluator, for every volume and network, with the defaults of `defaults::storage`.
+    #[test]
+    fn validate_size_set_or_removed_never_below_the_network_default() {
+        for network in Network::ALL {
+            for (component, path) in VOLUMES {
+                let field = format!("{path}.size");
+                let default = defaults::storage(component, network).0;
+                let case = format!("{network} {component} (default {default})");
+                let omitted = with_size(network, component, None);
+                let tiny = with_size(network, component, Some("1Mi"));
+                let same = with_size(network, component, Some(&default));
+                let huge = with_size(network, component, Some("100Ti"));
+                for bs in [&omitted, &tiny, &same, &huge] {
+                    assert_eq!(check_cel(bs, None), vec![], "{case}: valid alone");
+                }
+                // Set where there was none: at least the default it replaces.
+                assert!(refused(&tiny, &omitted, &field, "never shrink"), "{case}");
+                assert_eq!(check_cel(&same, Some(&omitted)), vec![], "{case}");
+                assert_eq!(check_cel(&huge, Some(&omitted)), vec![], "{case}");
+                // Removed: the default that replaces it is at least the size it had.
+                assert!(refused(&omitted, &huge, &field, "never shrink"), "{case}");
+                assert_eq!(check_cel(&omitted, Some(&same)), vec![], "{case}");
+                assert_eq!(check_cel(&omitted, Some(&tiny)), vec![], "{case}");
+                // Both set: the field's own rule, once.
+                let problems = check_cel(&tiny, Some(&huge));
+                assert_eq!(problems.len(), 1, "{case}: {problems:?}");
+                assert_eq!(problems[0].field, field);
+            }
+        }
+    }
+
+    #[test]
+    fn validate_the_size_rule_names_the_defaults() {
+        let crd = serde_json::to_string(&BlockSight::crd()).unwrap();
+        assert!(
+            crd.contains("the network's default (mainnet 1Ti, testnet 300Gi, testnet4 100Gi, signet 50Gi, regtest 5Gi)"),
+            "bitcoind's defaults are in its message"
+        );
+    }
+
+    #[test]
+    fn validate_storage_class_cannot_be_set_changed_or_removed() {
+        for (component, path) in VOLUMES {
+            let field = format!("{path}.storageClassName");
+            let class = |name: Option<&str>| {
+                let mut bs = blocksight(Network::Regtest);
+                *fields(&mut bs, component).1 = name.map(str::to_owned);
+                bs
+            };
+            let (none, gp3, io2) = (class(None), class(Some("gp3")), class(Some("io2")));
+            for (new, old) in [(&gp3, &none), (&none, &gp3), (&io2, &gp3)] {
+                assert!(refused(new, old, &field, "immutable"), "{component}");
+                assert_eq!(check_cel(new, None), vec![]);
+            }
+            for bs in [&none, &gp3] {
+                assert_eq!(check_cel(bs, Some(bs)), vec![], "{component}: unchanged");
+            }
+        }
+    }
+
+    #[test]
+    fn validate_backup_volume_class_and_default_size() {
+        let volume = |fields: &str| -> BlockSight {
+            serde_yaml::from_str(&format!(
+                "{{apiVersion: blocksight.live/v1alpha1, kind: BlockSight, metadata: {{name: t}}, spec: {{network: regtest, backup: {{destination: {fields}}}}}}}"
+            ))
+            .unwrap()
+        };
+        let plain = volume("{volume: {}}");
+        let classed = volume("{volume: {storageClassName: slow}}");
+        let small = volume("{volume: {size: 5Gi}}");
+        let large = volume("{volume: {size: 50Gi}}");
+        let s3 = volume("{s3: {bucket: backups}}");
+        let class = "spec.backup.destination.volume.storageClassName";
+        let size = "spec.backup.destination.volume.size";
+        assert!(refused(&classed, &plain, class, "immutable"));
+        assert!(refused(&plain, &classed, class, "immutable"));
+        assert!(refused(&small, &plain, size, "never shrink"));
+        assert!(refused(&plain, &large, size, "never shrink"));
+        assert_eq!(check_cel(&large, Some(&plain)), vec![]);
+        assert_eq!(check_cel(&plain, Some(&small)), vec![]);
+        // Another destination in between: not the same volume's fields.
+        for (new, old) in [
+            (&s3, &classed),
+            (&classed, &s3),
+            (&small, &s3),
+            (&s3, &large),
+        ] {
+            assert_eq!(check_cel(new, Some(old)), vec![]);
+        }
+    }
 }

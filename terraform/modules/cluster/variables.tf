@@ -9,12 +9,12 @@ variable "cluster_name" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes minor version, e.g. \"1.33\". Upgrade one minor version at a time."
+  description = "EKS Kubernetes minor version, e.g. \"1.33\": 1.30 or newer, as the operator needs (docs/deploy.md, \"Supported Kubernetes versions\"). Upgrade one minor version at a time."
   type        = string
 
   validation {
-    condition     = can(regex("^1\\.(2[89]|3[0-9])$", var.kubernetes_version))
-    error_message = "kubernetes_version must be an EKS minor version between 1.28 and 1.39, e.g. \"1.33\"."
+    condition     = can(regex("^1\\.3[0-9]$", var.kubernetes_version))
+    error_message = "kubernetes_version must be an EKS minor version between 1.30 and 1.39, e.g. \"1.33\": the BlockSight operator needs Kubernetes 1.30 or newer (see docs/deploy.md, \"Supported Kubernetes versions\")."
   }
 }
 
