@@ -26,9 +26,10 @@ const fn rule(
     }
 }
 
-/// Children are read from watches (list, watch), written with server-side apply (patch)
-/// and pruned (delete); the operator never GETs or updates them.
-const CHILD_VERBS: &[&str] = &["list", "watch", "patch", "delete"];
+/// Children are read from watches (list, watch), written with server-side apply and pruned
+/// (delete); the operator never GETs or updates them. An apply that creates an object is
+/// authorized as `create` as well as `patch` (apiserver `handlers/patch.go`), so both.
+const CHILD_VERBS: &[&str] = &["list", "watch", "create", "patch", "delete"];
 
 /// Granted in every namespace the operator watches (ClusterRole, or Role per namespace).
 pub const WATCH_SCOPE: &[Rule] = &[
@@ -106,11 +107,13 @@ pub const WATCH_SCOPE: &[Rule] = &[
     rule("events.k8s.io", &["events"], &["create", "patch"]),
 ];
 
-/// Granted in the operator's own namespace only.
+/// Granted in the operator's own namespace only. kube-lease-manager reads (get), creates
+/// and applies (create, patch) the Lease; a standby watches it (list, watch) to take it the
+/// moment the leader hands it back.
 pub const LEADER_ELECTION: &[Rule] = &[rule(
     "coordination.k8s.io",
     &["leases"],
-    &["get", "create", "patch"],
+    &["get", "list", "watch", "create", "patch"],
 )];
 
 #[derive(Serialize)]

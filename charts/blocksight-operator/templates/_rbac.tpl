@@ -2,7 +2,8 @@
 The operator's permissions, written once and shared by both watch modes: a ClusterRole when
 watchNamespace is empty, a Role in watchNamespace otherwise. They must equal what
 `blocksight rbac` prints (tests/assets/test_chart.py compares them). Children are written with
-server-side apply, so `patch` creates them and neither `create` nor `get` is needed.
+server-side apply: the API server authorizes an apply that creates an object as `create` as
+well as `patch`, so both are needed; `get` is not (reads come from watches).
 */}}
 {{- define "blocksight-operator.watchScopeRules" -}}
 # The BlockSight instances: watched, reconciled, finalized.
@@ -31,29 +32,29 @@ server-side apply, so `patch` creates them and neither `create` nor `get` is nee
 # Children of a BlockSight, applied server-side and pruned when no longer wanted.
 - apiGroups: [""]
   resources: ["configmaps", "services", "serviceaccounts", "persistentvolumeclaims"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Backup pods: their phase and termination message (the backup's result), read from a watch.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets", "deployments"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses", "networkpolicies"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["cronjobs", "jobs"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors", "podmonitors", "prometheusrules"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Scheduled chain-data snapshots: created once per slot, watched, pruned beyond keepLast.
 - apiGroups: ["snapshot.storage.k8s.io"]
   resources: ["volumesnapshots"]
@@ -68,5 +69,5 @@ server-side apply, so `patch` creates them and neither `create` nor `get` is nee
 {{- define "blocksight-operator.leaderElectionRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 {{- end }}
