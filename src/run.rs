@@ -39,7 +39,9 @@ use crate::chain::poller::{PollSettings, Poller, SecretReader};
 use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
 use crate::metrics::Metrics;
 use crate::reconcile::backups::{self, BackupContext};
-use crate::reconcile::child_cache::{ChildCache, ChildMeta, WorkloadMeta, child_cache};
+use crate::reconcile::child_cache::{
+    ChildCache, ChildMeta, VolumeClaimMeta, WorkloadMeta, child_cache,
+};
 use crate::reconcile::context::{empty_monitor_store, system_clock};
 use crate::reconcile::jobs::JOB_NAME_LABEL;
 use crate::reconcile::restores;
@@ -398,6 +400,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = Client::try_default()
         .await
         .context("loading the Kubernetes client configuration")?;
+    crate::cluster_version::ensure_supported(&client).await?;
     check_crd(&client).await?;
 
     let metrics = Arc::new(Metrics::new());
@@ -417,27 +420,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     } else {
         // A standby is healthy: ready, so rollouts of the operator's Deployment proceed.
         health.ready.store(true, Ordering::Relaxed);
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(&config.lease_namespace)
-            .with_identity(&config.identity)
-            .with_field_manager(FIELD_MANAGER)
-            .build()
-            .await
-            .context("creating the leader election Lease manager")?;
-        let (mut leading, lease_task) = manager.watch().await;
-        info!(lease = %config.lease_name, identity = %config.identity, "waiting for leadership");
-        while !*leading.borrow_and_update() {
-            tokio::select! {
-                changed = leading.changed() => changed.context("leader election stopped")?,
-                _ = shutdown.cancelled() => {
-                    // A standby holds nothing, but its Lease task must still end cleanly.
-                    drop(leading);
-                    release_lease(lease_task).await;
-                    info!("shut down");
-                    return Ok(());
-                }
-            }
-        }
+        let Some((leading, lease_task)) = wait_for_leadership(&client, &config, &shutdown).await?
+        else {
+            info!("shut down");
+            return Ok(());
+        };
+        let mut leading = leading;
         info!("acquired leadership");
         metrics.leader.set(1);
         health.ready.store(false, Ordering::Relaxed);
@@ -490,6 +478,18 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .default_backoff()
         .inspect_ok(move |event| writer.apply_watcher_event(event))
         .touched_objects();
+    // The PVCs of the StatefulSets: the claim templates carry no labels, so the StatefulSet
+    // controller gives each claim its pods' selector labels (component, instance).
+    let (stateful_volumes, mut writer) = child_cache::<VolumeClaimMeta>();
+    let stateful_volume_events = watcher(
+        scoped::<PersistentVolumeClaim>(&client, ns),
+        watcher::Config::default()
+            .labels("app.kubernetes.io/component,app.kubernetes.io/instance")
+            .page_size(LIST_PAGE_SIZE),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| writer.apply_watcher_event(event))
+    .touched_objects();
     let (deployments, mut writer) = child_cache::<WorkloadMeta>();
     let deployment_events = watcher(scoped::<Deployment>(&client, ns), children.clone())
         .default_backoff()
@@ -604,6 +604,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         volume_claims,
         cron_jobs,
         stateful_sets,
+        stateful_volumes,
         deployments,
         autoscalers,
         disruption_budgets,
@@ -674,6 +675,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .owns_stream(volume_claim_events)
         .owns_stream(cron_job_events)
         .owns_stream(stateful_set_events)
+        // A StatefulSet's PVCs belong to it, not to the BlockSight: map them by label, so
+        // a resize in progress or done updates status.volumes.
+        .watches_stream(stateful_volume_events, |pvc: PersistentVolumeClaim| {
+            instance_ref(pvc.labels().get(INSTANCE_LABEL), pvc.namespace())
+        })
         .owns_stream(deployment_events)
         .owns_stream(autoscaler_events)
         .owns_stream(budget_events)
@@ -743,6 +749,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             ..config.settings.clone()
         },
         recent_writes: RecentWrites::default(),
+        own_fields: Default::default(),
         recent_status: Default::default(),
         pruned: Default::default(),
         validated: Default::default(),
@@ -872,6 +879,83 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     info!("shut down");
     Ok(())
+}
+
+type Leading = tokio::sync::watch::Receiver<bool>;
+
+/// This replica's field manager for the Lease. kube-lease-manager's lock relies on a
+/// server-side-apply conflict between candidates: with one field manager shared by every
+/// replica there is never a conflict, and two replicas could both believe they lead.
+pub fn lease_field_manager(identity: &str) -> String {
+    format!("{FIELD_MANAGER}-lease-{identity}")
+}
+
+/// Stand by until this replica holds the Lease (Some) or shutdown is asked for (None).
+///
+/// kube-lease-manager's standby sleeps until the holder's Lease would expire (up to its
+/// 30 s duration), so a Lease the leader hands back on SIGTERM would sit free for that long.
+/// A watch on the Lease object cuts that short: when it shows the Lease released (no
+/// holder), the standby starts a fresh attempt, which takes a free Lease at once.
+async fn wait_for_leadership(
+    client: &Client,
+    config: &RunConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Leading, LeaseTask)>> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.lease_namespace);
+    let released = watcher(
+        leases,
+        watcher::Config::default().fields(&format!("metadata.name={}", config.lease_name)),
+    )
+    .default_backoff()
+    .applied_objects()
+    .try_filter(|lease| {
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
+        futures::future::ready(holder.is_none_or(str::is_empty))
+    });
+    let mut released = std::pin::pin!(released);
+    loop {
+        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+            .with_namespace(&config.lease_namespace)
+            .with_identity(&config.identity)
+            .with_field_manager(lease_field_manager(&config.identity))
+            .build()
+            .await
+            .context("creating the leader election Lease manager")?;
+        let (mut leading, lease_task) = manager.watch().await;
+        info!(lease = %config.lease_name, identity = %config.identity, "waiting for leadership");
+        loop {
+            if *leading.borrow_and_update() {
+                return Ok(Some((leading, lease_task)));
+            }
+            tokio::select! {
+                changed = leading.changed() => changed.context("leader election stopped")?,
+                _ = shutdown.cancelled() => {
+                    // A standby holds nothing, but its Lease task must still end cleanly.
+                    drop(leading);
+                    release_lease(lease_task).await;
+                    return Ok(None);
+                }
+                free = released.next() => {
+                    if let Some(Err(e)) = &free {
+                        warn!(error = %e, "watching the leader Lease");
+                        continue;
+                    }
+                    if free.is_none() {
+                        continue;
+                    }
+                    info!("the leader Lease was released; trying to take it now");
+                    drop(leading);
+                    lease_task.abort();
+                    let _ = lease_task.await;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// The leader's side of leader election, to hand the Lease back on shutdown.

@@ -445,7 +445,7 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
     let error = h.reconcile(&bs).await.expect_err("apply failed");
     assert_eq!(error.category(), "apply");
     let calls = h.take_calls();
-    // Applies stop at the failed child (workloads are never applied past a failure).
+    // One workload's failure does not stop the others: every child is tried once.
     assert_eq!(
         calls
             .iter()
@@ -456,7 +456,7 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
         1
     );
     assert!(
-        !calls
+        calls
             .iter()
             .any(|c| c.line() == format!("PATCH {}", path(ChildKind::StatefulSet, "dev-electrs")))
     );
@@ -484,8 +484,8 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
         kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
     );
 
-    // The retry (the caches have not caught up yet) re-sends only what failed and after it:
-    // no Secret is created twice, no successful apply repeated.
+    // The retry (the caches have not caught up yet) re-sends only what failed: no Secret is
+    // created twice, no successful apply repeated.
     h.faults.lock().unwrap().clear();
     let bs = with_written_status(bs, &calls);
     h.reconcile(&bs).await.expect("reconciled");
@@ -500,6 +500,32 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
     assert_eq!(
         again.first().unwrap().line(),
         format!("PATCH {}", path(ChildKind::StatefulSet, "dev-bitcoind"))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_configmap_holds_back_every_workload_but_not_the_other_configuration() {
+    let bs = blocksight(REGTEST);
+    let (caches, _writers) = caches();
+    let fault = (
+        format!("PATCH {}", path(ChildKind::ConfigMap, "dev-bitcoind-config")),
+        503,
+    );
+    let h = harness(caches, vec![fault]);
+    let error = h.reconcile(&bs).await.expect_err("apply failed");
+    assert_eq!(error.category(), "apply");
+    let calls = lines(&h.take_calls());
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == &format!("PATCH {}", path(ChildKind::Service, "dev-bitcoind"))),
+        "the rest of the configuration is applied: {calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("/statefulsets/")
+            || c.contains("/deployments/")
+            || c.contains("/cronjobs/")),
+        "no workload rolls onto missing configuration: {calls:?}"
     );
 }
 

@@ -16,13 +16,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
+use super::child_cache::{ClaimTemplate, WorkloadMeta};
 use super::context::{Context, Versions};
 use super::drift;
 use super::error::{ApplyError, CredentialsError};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::secrets::{ROTATION_ANNOTATION, key};
 use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER};
+use crate::validate::parse_quantity;
 use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// Marks a recent delete in [`super::context::RecentWrites`].
 const DELETED: &str = "<deleted>";
@@ -183,13 +186,31 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
             let fields = meta.foreign_fields();
             let drifted =
                 !fields.is_empty() && drift::is_drifted(fields, FIELD_MANAGER, &child.to_value());
-            meta.spec_hash() == Some(hash) && !drifted
+            let ours_changed = ctx.own_fields.changed(
+                child.kind().as_str(),
+                namespace,
+                child.name(),
+                meta.own_fields(),
+            );
+            meta.spec_hash() == Some(hash) && !drifted && !ours_changed
         });
     current != Some(true)
 }
 
-/// The resourceVersion the API server answered a write with.
-type Answered = Option<String>;
+/// What the API server answered a write with: the resourceVersion, and the digest of the
+/// fields our apply owns now.
+#[derive(Debug, Default)]
+struct Answered {
+    resource_version: Option<String>,
+    own_fields: u64,
+}
+
+fn answered(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Answered {
+    Answered {
+        resource_version: meta.resource_version.clone(),
+        own_fields: drift::own_fields_digest(meta, FIELD_MANAGER),
+    }
+}
 
 async fn apply_typed<K>(client: &Client, namespace: &str, obj: &K) -> Result<Answered, kube::Error>
 where
@@ -206,7 +227,7 @@ where
         &Patch::Apply(obj),
     )
     .await
-    .map(|o| o.resource_version())
+    .map(|o| answered(o.meta()))
 }
 
 async fn delete_typed<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
@@ -237,7 +258,7 @@ async fn apply_dynamic(
         &Patch::Apply(obj),
     )
     .await
-    .map(|o| o.resource_version())
+    .map(|o| answered(&o.metadata))
 }
 
 async fn delete_dynamic(
@@ -311,9 +332,162 @@ async fn delete_child(
     }
 }
 
-/// Apply what differs, in order (config and Services before workloads), then prune the
-/// children of `owner_uid` that are no longer desired (a disabled component). Pruning a
-/// StatefulSet leaves its PVCs to their retention policy, i.e. to deletionPolicy.
+/// Field manager of the one-off apply that hands an autoscaled Deployment's `spec.replicas`
+/// over before the operator's own apply drops the field (see [`hand_over_replicas`]).
+pub const REPLICAS_HANDOVER_MANAGER: &str = "blocksight-operator-handover";
+
+/// What to send for a StatefulSet, given the live one (see [`plan_stateful_set`]).
+#[derive(Debug, PartialEq)]
+pub enum StatefulSetPlan {
+    /// Apply this (the desired object, its claim templates as the server holds them).
+    Apply(Box<StatefulSet>),
+    /// Its claim templates differ in more than size (a template added or removed, another
+    /// storage class): delete it with orphan propagation (pods and PVCs stay), then create
+    /// it anew once it is gone.
+    Recreate,
+}
+
+/// The API server never lets a StatefulSet's `volumeClaimTemplates` change (422: "updates
+/// to statefulset spec for fields other than ... are forbidden"), and an apply that fails
+/// there would leave the rest of the spec stale. So an existing StatefulSet is applied with
+/// the claim templates it has, sizes included; volumes grow by resizing their PVCs instead
+/// ([`volumes_to_grow`]). Pure.
+pub fn plan_stateful_set(live: Option<&WorkloadMeta>, desired: &StatefulSet) -> StatefulSetPlan {
+    let templates = desired
+        .spec
+        .volume_claim_templates
+        .as_deref()
+        .unwrap_or_default();
+    let Some(live) = live else {
+        return StatefulSetPlan::Apply(Box::new(desired.clone()));
+    };
+    let same_shape = live.claims.len() == templates.len()
+        && live.claims.iter().zip(templates).all(|(l, d)| {
+            let d = ClaimTemplate::of(d);
+            l.name == d.name && l.storage_class == d.storage_class
+        });
+    if !same_shape {
+        return StatefulSetPlan::Recreate;
+    }
+    let mut kept = desired.clone();
+    for (template, live) in kept
+        .spec
+        .volume_claim_templates
+        .iter_mut()
+        .flatten()
+        .zip(live.claims.iter())
+    {
+        if let (Some(requests), Some(size)) = (
+            template
+                .spec
+                .as_mut()
+                .and_then(|s| s.resources.as_mut())
+                .and_then(|r| r.requests.as_mut()),
+            live.storage.as_deref(),
+        ) {
+            requests.insert("storage".to_owned(), Quantity(size.to_owned()));
+        }
+    }
+    StatefulSetPlan::Apply(Box::new(kept))
+}
+
+/// The PVCs of `sts` (`<template>-<statefulset>-<ordinal>`, for every ordinal the
+/// StatefulSet has or is asked for) that request less than their template asks for now,
+/// with the size to request. Reads the caches only.
+pub fn volumes_to_grow(ctx: &Context, namespace: &str, sts: &StatefulSet) -> Vec<(String, String)> {
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    let live_replicas = ctx
+        .caches
+        .stateful_set(namespace, name)
+        .and_then(|w| w.replicas)
+        .unwrap_or(0);
+    let replicas = sts.spec.replicas.unwrap_or(1).max(live_replicas).max(0);
+    let mut grow = Vec::new();
+    for template in sts.spec.volume_claim_templates.iter().flatten() {
+        let wanted = ClaimTemplate::of(template);
+        let Some(size) = wanted.storage.as_deref() else {
+            continue;
+        };
+        let Some(want) = parse_quantity(size) else {
+            continue;
+        };
+        for ordinal in 0..replicas {
+            let pvc = format!("{}-{name}-{ordinal}", wanted.name);
+            let Some(live) = ctx.caches.stateful_volume(namespace, &pvc) else {
+                continue;
+            };
+            let has = live
+                .request
+                .as_deref()
+                .and_then(parse_quantity)
+                .unwrap_or(0.0);
+            if has < want {
+                grow.push((pvc, size.to_owned()));
+            }
+        }
+    }
+    grow
+}
+
+/// Ask for more space on an existing PVC: an apply of only its storage request (the field
+/// the API server lets grow on a bound claim whose StorageClass allows expansion).
+async fn grow_volume(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    size: &str,
+) -> Result<Option<String>, kube::Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name},
+        "spec": {"resources": {"requests": {"storage": size}}},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|o| o.resource_version())
+}
+
+/// Before the operator's apply drops `spec.replicas` from a Deployment (autoscaling turned
+/// on), another field manager applies the live value, so the field keeps an owner and its
+/// value: otherwise server-side apply resets it to the default (1) until the HPA reacts,
+/// which scales a serving API down. The Kubernetes docs' "transferring ownership" recipe.
+async fn hand_over_replicas(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<(), kube::Error> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(REPLICAS_HANDOVER_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Apply what differs, in order (config and Services before workloads), grow the volumes
+/// whose size went up, then prune the children of `owner_uid` that are no longer desired
+/// (a disabled component). Pruning a StatefulSet leaves its PVCs to their retention
+/// policy, i.e. to deletionPolicy.
+///
+/// One child's failure does not stop the others: every child is tried, and every failure
+/// is reported together. The one exception keeps the order's promise: when configuration
+/// (a ConfigMap, Service, NetworkPolicy, ServiceAccount or PVC) failed, no workload is
+/// applied, so pods never roll onto configuration that is not there.
 pub async fn apply_children(
     ctx: &Context,
     namespace: &str,
@@ -321,24 +495,133 @@ pub async fn apply_children(
     desired: &Desired,
 ) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
+    let mut failures = Vec::new();
     for child in &desired.children {
+        if let Child::StatefulSet(sts) = child {
+            for (pvc, size) in volumes_to_grow(ctx, namespace, sts) {
+                let cached = ctx
+                    .caches
+                    .stateful_volume(namespace, &pvc)
+                    .and_then(|v| v.child.resource_version().map(str::to_owned));
+                if ctx.recent_writes.contains(
+                    "PersistentVolumeClaim",
+                    namespace,
+                    &pvc,
+                    &size,
+                    cached.as_deref(),
+                ) {
+                    continue;
+                }
+                match grow_volume(&ctx.client, namespace, &pvc, &size).await {
+                    Ok(after) => {
+                        ctx.recent_writes.record(
+                            "PersistentVolumeClaim",
+                            namespace,
+                            &pvc,
+                            &size,
+                            Versions {
+                                before: cached,
+                                after,
+                            },
+                        );
+                        info!(pvc = %pvc, %size, "volume growth requested");
+                    }
+                    Err(source) => failures.push(ApplyError::Grow {
+                        name: pvc,
+                        size,
+                        source,
+                    }),
+                }
+            }
+        }
         if !needs_apply(ctx, namespace, child) {
             continue;
         }
         let (kind, name) = (child.kind(), child.name().to_owned());
+        let configuration_failed = failures.iter().any(|f| match f {
+            ApplyError::Apply { kind, .. } => *kind < ChildKind::StatefulSet,
+            _ => false,
+        });
+        if configuration_failed && kind >= ChildKind::StatefulSet {
+            continue;
+        }
         let before = ctx
             .caches
             .with_meta(kind, namespace, &name, |meta| {
                 meta.resource_version().map(str::to_owned)
             })
             .flatten();
-        let after = apply_child(&ctx.client, namespace, child)
-            .await
-            .map_err(|source| ApplyError::Apply {
-                kind,
-                name: name.clone(),
-                source,
-            })?;
+        let result = match child {
+            Child::StatefulSet(sts) => {
+                match plan_stateful_set(ctx.caches.stateful_set(namespace, &name).as_ref(), sts) {
+                    StatefulSetPlan::Apply(kept) => {
+                        apply_typed(&ctx.client, namespace, kept.as_ref()).await
+                    }
+                    StatefulSetPlan::Recreate => {
+                        if !ctx.recent_writes.contains(
+                            kind.as_str(),
+                            namespace,
+                            &name,
+                            DELETED,
+                            before.as_deref(),
+                        ) {
+                            match orphan(&ctx.client, namespace, &name).await {
+                                Ok(()) => {
+                                    info!(statefulset = %name, "claim templates changed: deleted with its pods and volumes orphaned, to be created anew");
+                                    ctx.recent_writes.record(
+                                        kind.as_str(),
+                                        namespace,
+                                        &name,
+                                        DELETED,
+                                        Versions {
+                                            before: before.clone(),
+                                            after: None,
+                                        },
+                                    );
+                                }
+                                Err(source) => failures.push(ApplyError::Apply {
+                                    kind,
+                                    name: name.clone(),
+                                    source,
+                                }),
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            Child::Deployment(deployment) if deployment.spec.replicas.is_none() => {
+                let live = ctx.caches.deployment(namespace, &name);
+                match live.filter(|l| l.owns_replicas).and_then(|l| l.replicas) {
+                    Some(replicas) => {
+                        match hand_over_replicas(&ctx.client, namespace, &name, replicas).await {
+                            Ok(()) => {
+                                info!(deployment = %name, replicas, "spec.replicas handed over before autoscaling takes it");
+                                apply_child(&ctx.client, namespace, child).await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => apply_child(&ctx.client, namespace, child).await,
+                }
+            }
+            _ => apply_child(&ctx.client, namespace, child).await,
+        };
+        let after = match result {
+            Ok(answer) => {
+                ctx.own_fields
+                    .record(kind.as_str(), namespace, &name, answer.own_fields);
+                answer.resource_version
+            }
+            Err(source) => {
+                failures.push(ApplyError::Apply {
+                    kind,
+                    name: name.clone(),
+                    source,
+                });
+                continue;
+            }
+        };
         ctx.recent_writes.record(
             kind.as_str(),
             namespace,
@@ -357,52 +640,71 @@ pub async fn apply_children(
         }
         hasher.finish()
     };
-    if ctx.pruned.is_settled(owner_uid, desired_set) {
-        return Ok(applied);
-    }
-    for (kind, ns, name) in ctx.caches.children_of(owner_uid) {
-        let wanted = desired
-            .children
-            .iter()
-            .any(|c| c.kind() == kind && c.name() == name);
-        if wanted || ns != namespace {
-            continue;
+    if !ctx.pruned.is_settled(owner_uid, desired_set) {
+        let mut pruned_all = true;
+        for (kind, ns, name) in ctx.caches.children_of(owner_uid) {
+            let wanted = desired
+                .children
+                .iter()
+                .any(|c| c.kind() == kind && c.name() == name);
+            if wanted || ns != namespace {
+                continue;
+            }
+            let cached_version = ctx
+                .caches
+                .with_meta(kind, namespace, &name, |meta| {
+                    meta.resource_version().map(str::to_owned)
+                })
+                .flatten();
+            if ctx.recent_writes.contains(
+                kind.as_str(),
+                namespace,
+                &name,
+                DELETED,
+                cached_version.as_deref(),
+            ) {
+                continue;
+            }
+            if let Err(source) = delete_child(&ctx.client, kind, namespace, &name).await {
+                pruned_all = false;
+                failures.push(ApplyError::Prune {
+                    kind,
+                    name: name.clone(),
+                    source,
+                });
+                continue;
+            }
+            ctx.recent_writes.record(
+                kind.as_str(),
+                namespace,
+                &name,
+                DELETED,
+                Versions {
+                    before: cached_version,
+                    after: None,
+                },
+            );
+            info!(%kind, %name, "deleted: no longer desired");
+            applied.pruned.push((kind, name));
         }
-        let cached_version = ctx
-            .caches
-            .with_meta(kind, namespace, &name, |meta| {
-                meta.resource_version().map(str::to_owned)
-            })
-            .flatten();
-        if ctx.recent_writes.contains(
-            kind.as_str(),
-            namespace,
-            &name,
-            DELETED,
-            cached_version.as_deref(),
-        ) {
-            continue;
+        if pruned_all {
+            ctx.pruned.settle(owner_uid, desired_set);
         }
-        delete_child(&ctx.client, kind, namespace, &name)
-            .await
-            .map_err(|source| ApplyError::Prune {
-                kind,
-                name: name.clone(),
-                source,
-            })?;
-        ctx.recent_writes.record(
-            kind.as_str(),
-            namespace,
-            &name,
-            DELETED,
-            Versions {
-                before: cached_version,
-                after: None,
-            },
-        );
-        info!(%kind, %name, "deleted: no longer desired");
-        applied.pruned.push((kind, name));
     }
-    ctx.pruned.settle(owner_uid, desired_set);
-    Ok(applied)
+    match failures.len() {
+        0 => Ok(applied),
+        1 => Err(failures.remove(0)),
+        _ => Err(ApplyError::Several(failures)),
+    }
+}
+
+/// Delete a StatefulSet, leaving its pods and PVCs (orphan propagation): the new one adopts
+/// the pods by their labels and the PVCs by their names.
+async fn orphan(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::orphan()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }

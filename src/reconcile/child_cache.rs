@@ -33,6 +33,9 @@ pub struct ChildMeta {
     controller_uid: Option<Box<str>>,
     /// Entries of other managers' edits (see [`drift::is_foreign_update`]); usually none.
     foreign_fields: Option<Box<[ManagedFieldsEntry]>>,
+    /// Digest of the field set our own apply owns ([`drift::own_fields_digest`]): a field
+    /// someone deletes leaves every manager's entry, ours too, without a foreign entry.
+    own_fields: u64,
 }
 
 impl ChildMeta {
@@ -58,7 +61,12 @@ impl ChildMeta {
                 .find(|r| r.controller == Some(true))
                 .map(|r| Box::from(r.uid.as_str())),
             foreign_fields: (!foreign.is_empty()).then(|| foreign.into_boxed_slice()),
+            own_fields: drift::own_fields_digest(meta, FIELD_MANAGER),
         }
+    }
+
+    pub fn own_fields(&self) -> u64 {
+        self.own_fields
     }
 
     pub fn resource_version(&self) -> Option<&str> {
@@ -104,6 +112,98 @@ pub struct WorkloadMeta {
     pub replicas: Option<i32>,
     /// None until the workload controller reports.
     pub status: Option<WorkloadStatus>,
+    /// StatefulSets: their volumeClaimTemplates as the API server holds them, which it never
+    /// lets change (see `apply::keep_claim_templates`). Empty for Deployments.
+    pub claims: Box<[ClaimTemplate]>,
+    /// Deployments: whether the operator's own apply owns `spec.replicas` (an autoscaled
+    /// Deployment needs a handover first, see `apply::hand_over_replicas`).
+    pub owns_replicas: bool,
+}
+
+/// One volumeClaimTemplate of a live StatefulSet: what identifies it and its size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimTemplate {
+    pub name: Box<str>,
+    pub storage_class: Option<Box<str>>,
+    pub storage: Option<Box<str>>,
+}
+
+impl ClaimTemplate {
+    pub fn of(pvc: &k8s_openapi::api::core::v1::PersistentVolumeClaim) -> Self {
+        let spec = pvc.spec.as_ref();
+        ClaimTemplate {
+            name: pvc.metadata.name.as_deref().unwrap_or_default().into(),
+            storage_class: spec
+                .and_then(|s| s.storage_class_name.as_deref())
+                .map(Box::from),
+            storage: spec
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| Box::from(q.0.as_str())),
+        }
+    }
+}
+
+/// What the caches keep of a PersistentVolumeClaim a StatefulSet made from its templates:
+/// what the operator needs to grow it and report the resize.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VolumeClaimMeta {
+    pub child: ChildMeta,
+    /// `app.kubernetes.io/component` of the claim (copied from the StatefulSet's selector).
+    pub component: Option<Box<str>>,
+    /// spec.resources.requests.storage.
+    pub request: Option<Box<str>>,
+    /// status.capacity.storage: what the volume has now.
+    pub capacity: Option<Box<str>>,
+    /// A true `Resizing` or `FileSystemResizePending` condition, if any.
+    pub resizing: Option<Box<str>>,
+}
+
+impl AsRef<ChildMeta> for VolumeClaimMeta {
+    fn as_ref(&self) -> &ChildMeta {
+        &self.child
+    }
+}
+
+impl Keep<k8s_openapi::api::core::v1::PersistentVolumeClaim> for VolumeClaimMeta {
+    fn keep(obj: &k8s_openapi::api::core::v1::PersistentVolumeClaim) -> Self {
+        let storage = |m: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >| {
+            m.and_then(|m| m.get("storage"))
+                .map(|q| Box::from(q.0.as_str()))
+        };
+        let status = obj.status.as_ref();
+        VolumeClaimMeta {
+            child: ChildMeta::of(&obj.metadata),
+            component: obj
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/component"))
+                .map(|c| Box::from(c.as_str())),
+            request: storage(
+                obj.spec
+                    .as_ref()
+                    .and_then(|s| s.resources.as_ref())
+                    .and_then(|r| r.requests.as_ref()),
+            ),
+            capacity: storage(status.and_then(|s| s.capacity.as_ref())),
+            resizing: status
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .find(|c| {
+                    c.status == "True"
+                        && (c.type_ == "Resizing" || c.type_ == "FileSystemResizePending")
+                })
+                .map(|c| Box::from(c.type_.as_str())),
+        }
+    }
 }
 
 /// The part of a workload's status that BlockSight status is computed from.
@@ -131,8 +231,25 @@ impl WorkloadMeta {
             generation: meta.generation,
             replicas,
             status,
+            claims: Box::default(),
+            owns_replicas: false,
         }
     }
+}
+
+/// Whether the operator's Apply entry in `meta` owns `spec.replicas`.
+fn operator_owns_replicas(meta: &ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.subresource.as_deref().unwrap_or_default().is_empty()
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .and_then(|spec| spec.get("f:replicas"))
+                .is_some()
+    })
 }
 
 impl Keep<StatefulSet> for WorkloadMeta {
@@ -145,7 +262,15 @@ impl Keep<StatefulSet> for WorkloadMeta {
             current_revision: s.current_revision.as_deref().map(Box::from),
             update_revision: s.update_revision.as_deref().map(Box::from),
         });
-        WorkloadMeta::of(&obj.metadata, obj.spec.replicas, status)
+        let mut meta = WorkloadMeta::of(&obj.metadata, obj.spec.replicas, status);
+        meta.claims = obj
+            .spec
+            .volume_claim_templates
+            .iter()
+            .flatten()
+            .map(ClaimTemplate::of)
+            .collect();
+        meta
     }
 }
 
@@ -158,7 +283,9 @@ impl Keep<Deployment> for WorkloadMeta {
             updated_replicas: s.updated_replicas,
             ..Default::default()
         });
-        WorkloadMeta::of(&obj.metadata, obj.spec.replicas, status)
+        let mut meta = WorkloadMeta::of(&obj.metadata, obj.spec.replicas, status);
+        meta.owns_replicas = operator_owns_replicas(&obj.metadata);
+        meta
     }
 }
 

@@ -15,7 +15,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::child_cache::{ChildCache, ChildMeta, WorkloadMeta};
+use super::child_cache::{ChildCache, ChildMeta, VolumeClaimMeta, WorkloadMeta};
 use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::build::{BuildSettings, ChildKind};
 use crate::crd::SnapshotComponent;
@@ -41,6 +41,9 @@ pub struct Caches {
     pub backups: Store<BlockSightBackup>,
     pub restores: Store<BlockSightRestore>,
     pub stateful_sets: ChildCache<WorkloadMeta>,
+    /// The PVCs StatefulSets made from their claim templates (selected by the component
+    /// labels their selectors copy onto them): grown by the apply step, reported in status.
+    pub stateful_volumes: ChildCache<VolumeClaimMeta>,
     pub deployments: ChildCache<WorkloadMeta>,
     pub autoscalers: ChildCache,
     pub disruption_budgets: ChildCache,
@@ -177,6 +180,11 @@ impl Caches {
         self.deployments.get(namespace, name)
     }
 
+    /// A PVC that a StatefulSet made from one of its claim templates.
+    pub fn stateful_volume(&self, namespace: &str, name: &str) -> Option<VolumeClaimMeta> {
+        self.stateful_volumes.get(namespace, name)
+    }
+
     /// The scheduled snapshots of one component of one BlockSight (selected by the labels
     /// the snapshot builder sets: ownership would miss those retained under Retain).
     pub fn volume_snapshots_of(
@@ -272,6 +280,10 @@ impl Caches {
             .await
             .map_err(|_| CachesStopped)?;
         self.deployments
+            .wait_until_ready()
+            .await
+            .map_err(|_| CachesStopped)?;
+        self.stateful_volumes
             .wait_until_ready()
             .await
             .map_err(|_| CachesStopped)?;
@@ -411,6 +423,44 @@ impl<K: std::hash::Hash + Eq, T: Clone> Recent<K, T> {
     }
 }
 
+/// The digest of the fields the operator's own apply owned in each child, as the API
+/// server answered its last apply (see `drift::own_fields_digest`). A watch showing another
+/// digest means someone took or deleted a field we set: the child is applied again.
+/// Unknown after a restart until the next apply (a field deleted while the operator was down
+/// is repaired at the next spec change or resync that applies).
+#[derive(Default)]
+pub struct OwnFields(Mutex<HashMap<(&'static str, String, String), u64>>);
+
+impl OwnFields {
+    pub fn record(&self, kind: &'static str, namespace: &str, name: &str, digest: u64) {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        let mut map = self.0.lock().expect("not poisoned");
+        if digest == 0 {
+            map.remove(&key);
+        } else {
+            map.insert(key, digest);
+        }
+    }
+
+    /// Whether `seen` (the cache's digest) differs from what our last apply left.
+    pub fn changed(&self, kind: &'static str, namespace: &str, name: &str, seen: u64) -> bool {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .is_some_and(|recorded| *recorded != seen)
+    }
+
+    /// Forget the children of a deleted BlockSight's namespace and names.
+    pub fn forget(&self, kind: &'static str, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .remove(&(kind, namespace.to_owned(), name.to_owned()));
+    }
+}
+
 /// Children and credentials written (the value is the spec hash, the rotation id or a
 /// deletion marker).
 #[derive(Default)]
@@ -543,6 +593,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: BuildSettings,
     pub recent_writes: RecentWrites,
+    /// Per child, the digest of the fields our last apply owned ([`OwnFields`]).
+    pub own_fields: OwnFields,
     pub recent_status: RecentStatus,
     pub pruned: PrunedSets,
     pub validated: ValidationMemo,
@@ -581,15 +633,33 @@ impl Context {
             } else {
                 EventType::Normal
             },
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
+            reason: truncate_utf8(reason, EVENT_REASON_MAX),
+            note: Some(truncate_utf8(&note, EVENT_NOTE_MAX)),
+            action: truncate_utf8(action, EVENT_REASON_MAX),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, reference).await {
             tracing::warn!(error = %e, "publishing event failed");
         }
     }
+}
+
+/// events.k8s.io/v1 refuses a `note` longer than this many bytes (and the whole Event with it).
+pub const EVENT_NOTE_MAX: usize = 1024;
+/// ... and a `reason` or `action` longer than this.
+pub const EVENT_REASON_MAX: usize = 128;
+
+/// At most `max` bytes of `text`, cut at a character boundary, ending in `…` when cut.
+pub fn truncate_utf8(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = max - ELLIPSIS.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end])
 }
 
 /// Where the controller reads the time.
@@ -750,5 +820,22 @@ mod tests {
         assert!(!writes.contains("ConfigMap", "ns", "a", "h2", Some("10")));
         assert!(writes.contains("ConfigMap", "ns", "a", "h1", Some("10")));
         assert!(!writes.contains("Service", "ns", "a", "h1", Some("10")));
+    }
+}
+
+#[cfg(test)]
+mod event_text_tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_are_cut_at_a_character_boundary_within_the_api_limit() {
+        let note = "é".repeat(EVENT_NOTE_MAX); // 2 bytes each
+        let cut = truncate_utf8(&note, EVENT_NOTE_MAX);
+        assert!(cut.len() <= EVENT_NOTE_MAX, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.len() > EVENT_NOTE_MAX - 4);
+        assert_eq!(truncate_utf8("short", EVENT_NOTE_MAX), "short");
+        let exact = "a".repeat(EVENT_NOTE_MAX);
+        assert_eq!(truncate_utf8(&exact, EVENT_NOTE_MAX), exact);
     }
 }

@@ -5,17 +5,50 @@
 //! owning the fields it changed; our next forced apply takes them back, which removes them
 //! from that entry. So "an Update entry of another manager owns a field we apply" means
 //! drift, and it stops meaning drift once repaired: no apply loop. Entries for the status
-//! and scale subresources (controllers, the HPA) and fields we do not set are ignored.
+//! subresource (the controllers) and fields we do not set are ignored; `/scale` entries
+//! (kubectl scale) are drift where we set the replicas.
 //! This needs only metadata watches, so the controller caches no pod templates.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::Value;
 
-/// An `Update` (not a subresource's) by a manager other than `ours`: someone edited the object.
+/// An `Update` by a manager other than `ours` of the object itself or of its `/scale`
+/// subresource: someone edited the object, or scaled it (`kubectl scale`, an HPA). A scale
+/// entry is drift only where we set `spec.replicas`: an autoscaled Deployment's desired
+/// object leaves replicas out, so the HPA's entries never overlap it. `/status` entries are
+/// the controllers' and never drift.
 pub fn is_foreign_update(entry: &ManagedFieldsEntry, ours: &str) -> bool {
     entry.manager.as_deref() != Some(ours)
         && entry.operation.as_deref() == Some("Update")
-        && entry.subresource.as_deref().unwrap_or_default().is_empty()
+        && matches!(
+            entry.subresource.as_deref().unwrap_or_default(),
+            "" | "scale"
+        )
+}
+
+/// A digest of the fields `ours` owns through its apply (0 when it owns none). Recorded
+/// from each apply's answer and compared with what the watch shows later: a field deleted
+/// by hand disappears from every manager's entry, so no foreign `Update` entry shows the
+/// edit, but our own entry changes.
+pub fn own_fields_digest(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ours: &str,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .find(|e| {
+            e.manager.as_deref() == Some(ours)
+                && e.operation.as_deref() == Some("Apply")
+                && e.subresource.as_deref().unwrap_or_default().is_empty()
+        })
+        .and_then(|e| e.fields_v1.as_ref())
+        .map_or(0, |fields| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            fields.0.to_string().hash(&mut hasher);
+            hasher.finish().max(1)
+        })
 }
 
 /// Keep only the managedFields entries drift detection reads (other managers' edits). Our
@@ -159,15 +192,9 @@ mod tests {
     }
 
     #[test]
-    fn our_own_entries_subresources_and_other_appliers_are_not_drift() {
+    fn our_own_entries_status_and_other_appliers_are_not_drift() {
         let fields = json!({"f:spec": {"f:replicas": {}}});
         let ours = entry("us", "Apply", None, fields.clone());
-        let hpa = entry(
-            "kube-controller-manager",
-            "Update",
-            Some("scale"),
-            fields.clone(),
-        );
         let status = entry(
             "kube-controller-manager",
             "Update",
@@ -175,11 +202,24 @@ mod tests {
             fields.clone(),
         );
         let co_applier = entry("argocd", "Apply", None, fields);
-        assert!(!is_drifted(
-            &[ours, hpa, status, co_applier],
-            "us",
-            &desired()
-        ));
+        assert!(!is_drifted(&[ours, status, co_applier], "us", &desired()));
+    }
+
+    #[test]
+    fn kubectl_scale_of_replicas_we_set_is_drift_but_not_where_an_hpa_owns_them() {
+        let scale = entry(
+            "kubectl",
+            "Update",
+            Some("scale"),
+            json!({"f:spec": {"f:replicas": {}}}),
+        );
+        assert!(is_drifted(std::slice::from_ref(&scale), "us", &desired()));
+        let mut autoscaled = desired();
+        autoscaled["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("replicas");
+        assert!(!is_drifted(&[scale], "us", &autoscaled));
     }
 
     #[test]

@@ -30,6 +30,26 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("growing PersistentVolumeClaim {name} to {size}: {source}")]
+    Grow {
+        name: String,
+        size: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Several children failed in one pass (each was still tried).
+    #[error("{} failures: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<ApplyError>),
+}
+
+impl ApplyError {
+    /// The failure that names the category: the first.
+    fn first(&self) -> &ApplyError {
+        match self {
+            ApplyError::Several(all) => all.first().map_or(self, ApplyError::first),
+            other => other,
+        }
+    }
 }
 
 /// Creating or pruning a scheduled VolumeSnapshot failed.
@@ -117,8 +137,11 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Malformed(_) => "malformed_object",
             Error::Credentials(_) => "credentials",
-            Error::Apply(ApplyError::Apply { .. }) => "apply",
-            Error::Apply(ApplyError::Prune { .. }) => "prune",
+            Error::Apply(e) => match e.first() {
+                ApplyError::Prune { .. } => "prune",
+                ApplyError::Grow { .. } => "volume_resize",
+                _ => "apply",
+            },
             Error::Snapshot(_) => "volume_snapshot",
             Error::Status(_) => "status",
             Error::Timeout(_) => "timeout",
@@ -132,8 +155,11 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Malformed(_) => "MalformedObject",
             Error::Credentials(_) => "CredentialsFailed",
-            Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
-            Error::Apply(ApplyError::Prune { .. }) => "PruneFailed",
+            Error::Apply(e) => match e.first() {
+                ApplyError::Prune { .. } => "PruneFailed",
+                ApplyError::Grow { .. } => "VolumeResizeFailed",
+                _ => "ApplyFailed",
+            },
             Error::Snapshot(_) => "VolumeSnapshotRequestFailed",
             Error::Status(_) => "StatusFailed",
             Error::Timeout(_) => "Timeout",

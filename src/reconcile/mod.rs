@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -304,17 +304,30 @@ async fn apply_pipeline(
         |n| ctx.caches.stateful_set(namespace, n),
         |n| ctx.caches.deployment(namespace, n),
     );
+    let volumes = status::observe_volumes(
+        &desired.children,
+        |n| ctx.caches.stateful_set(namespace, n),
+        |n| ctx.caches.stateful_volume(namespace, n),
+    );
     match result {
         Ok(()) => (
             Outcome::Applied {
                 workloads,
                 failure: None,
+                volumes,
             },
             None,
         ),
         Err(e) => {
             let failure = Some((e.reason().to_owned(), e.to_string()));
-            (Outcome::Applied { workloads, failure }, Some(e))
+            (
+                Outcome::Applied {
+                    workloads,
+                    failure,
+                    volumes,
+                },
+                Some(e),
+            )
         }
     }
 }
@@ -514,17 +527,15 @@ async fn publish_transitions(
     events.retain(|(type_, reason, _)| seen.insert((*type_ == EventType::Warning, reason.clone())));
     let reference = bs.object_ref(&());
     for (type_, reason, note) in events {
-        let event = Event {
-            type_,
-            reason,
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            // Events are best effort; a failure must not fail the reconciliation.
-            warn!(error = %e, "publishing event failed");
-        }
+        // Events are best effort: publish logs a failure and never fails the reconcile.
+        ctx.publish(
+            &reference,
+            "Reconcile",
+            type_ == EventType::Warning,
+            &reason,
+            note,
+        )
+        .await;
     }
 }
 

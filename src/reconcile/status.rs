@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::child_cache::WorkloadMeta;
+use super::child_cache::{ClaimTemplate, VolumeClaimMeta, WorkloadMeta};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -11,7 +11,7 @@ use serde_json::json;
 use super::error::StatusError;
 use crate::build::{Child, FIELD_MANAGER};
 use crate::chain::{CACHE_READY, CHAIN_SYNCED, DATABASE_READY, INDEX_SYNCED, Observation};
-use crate::crd::{BlockSight, BlockSightStatus, ComponentStatus, Phase};
+use crate::crd::{BlockSight, BlockSightStatus, ComponentStatus, Phase, VolumeStatus};
 use crate::validate::InvalidSpec;
 
 pub const READY: &str = "Ready";
@@ -41,7 +41,59 @@ pub enum Outcome {
     Applied {
         workloads: Vec<WorkloadState>,
         failure: Option<(String, String)>,
+        volumes: Vec<VolumeStatus>,
     },
+}
+
+/// The PVCs of each desired StatefulSet (`<template>-<statefulset>-<ordinal>`), as the
+/// cache has them, against the size their template asks for now.
+pub fn observe_volumes(
+    children: &[Child],
+    stateful_set: impl Fn(&str) -> Option<WorkloadMeta>,
+    volume: impl Fn(&str) -> Option<VolumeClaimMeta>,
+) -> Vec<VolumeStatus> {
+    let mut volumes = Vec::new();
+    for child in children {
+        let Child::StatefulSet(sts) = child else {
+            continue;
+        };
+        let name = sts.metadata.name.as_deref().unwrap_or_default();
+        let replicas = sts
+            .spec
+            .replicas
+            .unwrap_or(1)
+            .max(stateful_set(name).and_then(|w| w.replicas).unwrap_or(0));
+        let component = component_of(sts.metadata.labels.as_ref());
+        for template in sts.spec.volume_claim_templates.iter().flatten() {
+            let template = ClaimTemplate::of(template);
+            let requested = template.storage.as_deref().unwrap_or_default().to_owned();
+            for ordinal in 0..replicas.max(0) {
+                let pvc = format!("{}-{name}-{ordinal}", template.name);
+                let Some(live) = volume(&pvc) else {
+                    continue;
+                };
+                let want = crate::validate::parse_quantity(&requested);
+                let has = live
+                    .capacity
+                    .as_deref()
+                    .and_then(crate::validate::parse_quantity);
+                let phase = match (&live.resizing, has) {
+                    (_, None) => "Pending",
+                    (Some(condition), _) => condition,
+                    (None, Some(has)) if want.is_some_and(|w| has < w) => "Resizing",
+                    (None, Some(_)) => "Bound",
+                };
+                volumes.push(VolumeStatus {
+                    name: pvc,
+                    component: component.clone(),
+                    requested: requested.clone(),
+                    capacity: live.capacity.as_deref().map(str::to_owned),
+                    phase: phase.to_owned(),
+                });
+            }
+        }
+    }
+    volumes
 }
 
 fn component_of(labels: Option<&BTreeMap<String, String>>) -> String {
@@ -190,7 +242,9 @@ pub fn compute(
                 ),
             ],
         ),
-        Outcome::Applied { workloads, failure } => {
+        Outcome::Applied {
+            workloads, failure, ..
+        } => {
             for w in workloads {
                 components.insert(
                     w.component.clone(),
@@ -381,6 +435,10 @@ pub fn compute(
             .map(|p| p.volume_snapshots.clone())
             .unwrap_or_default(),
         backup: previous.and_then(|p| p.backup.clone()),
+        volumes: match outcome {
+            Outcome::Applied { volumes, .. } => volumes.clone(),
+            _ => previous.map(|p| p.volumes.clone()).unwrap_or_default(),
+        },
     }
 }
 
@@ -481,6 +539,7 @@ mod tests {
         Outcome::Applied {
             workloads,
             failure: None,
+            volumes: vec![],
         }
     }
 
@@ -649,6 +708,7 @@ mod tests {
         let failed = Outcome::Applied {
             workloads: vec![],
             failure: Some(("ApplyFailed".into(), "boom".into())),
+            volumes: vec![],
         };
         let s = compute(None, Some(1), &failed, Some(&synced()), at(1));
         assert_eq!(

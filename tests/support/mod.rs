@@ -10,7 +10,7 @@ use blocksight_operator::chain::poller::Poller;
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::metrics::Metrics;
 use blocksight_operator::reconcile::child_cache::{
-    ChildCache, ChildCacheWriter, WorkloadMeta, child_cache,
+    ChildCache, ChildCacheWriter, VolumeClaimMeta, WorkloadMeta, child_cache,
 };
 use blocksight_operator::reconcile::context::empty_monitor_store;
 use blocksight_operator::reconcile::{Caches, Context, RecentWrites};
@@ -175,6 +175,7 @@ pub struct CacheWriters {
     pub backups: Writer<blocksight_operator::crd::BlockSightBackup>,
     pub restores: Writer<blocksight_operator::crd::BlockSightRestore>,
     pub stateful_sets: ChildCacheWriter<WorkloadMeta>,
+    pub stateful_volumes: ChildCacheWriter<VolumeClaimMeta>,
     pub deployments: ChildCacheWriter<WorkloadMeta>,
     pub autoscalers: ChildCacheWriter,
     pub disruption_budgets: ChildCacheWriter,
@@ -216,6 +217,16 @@ pub fn caches() -> (Caches, CacheWriters) {
         (reader, writer)
     }
     let (stateful_sets, ss) = workloads();
+    let (stateful_volumes, svol) = {
+        let (reader, mut writer) = child_cache();
+        writer.apply_watcher_event::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(
+            &watcher::Event::Init,
+        );
+        writer.apply_watcher_event::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(
+            &watcher::Event::InitDone,
+        );
+        (reader, writer)
+    };
     let (deployments, de) = workloads();
     let (autoscalers, hp) = compact();
     let (disruption_budgets, pd) = compact();
@@ -241,6 +252,7 @@ pub fn caches() -> (Caches, CacheWriters) {
             backups,
             restores,
             stateful_sets,
+            stateful_volumes,
             deployments,
             autoscalers,
             disruption_budgets,
@@ -264,6 +276,7 @@ pub fn caches() -> (Caches, CacheWriters) {
             backups: bk,
             restores: rs,
             stateful_sets: ss,
+            stateful_volumes: svol,
             deployments: de,
             autoscalers: hp,
             disruption_budgets: pd,
@@ -493,6 +506,7 @@ pub fn harness_with(
         metrics: metrics.clone(),
         settings: BuildSettings::default(),
         recent_writes: RecentWrites::default(),
+        own_fields: Default::default(),
         recent_status: Default::default(),
         pruned: Default::default(),
         validated: Default::default(),

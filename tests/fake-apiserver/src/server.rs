@@ -52,6 +52,13 @@ fn route(shared: &Shared, path: &str) -> Result<Route, ApiError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let not_found = || ApiError::new(404, "NotFound", format!("the server could not find {path}"));
     let (group, version, rest) = match segments.as_slice() {
+        // The version the operator checks at start-up (src/cluster_version.rs).
+        ["version"] => {
+            return Ok(Route::Discovery(serde_json::json!({
+                "major": "1", "minor": "37", "gitVersion": "v1.37.2-fake",
+                "platform": "linux/amd64"
+            })));
+        }
         ["api"] => return Ok(Route::Discovery(resources::core_versions(&shared.address))),
         ["apis"] => return Ok(Route::Discovery(resources::group_list(&shared.resources))),
         ["api", version, rest @ ..] => ("", *version, rest),
