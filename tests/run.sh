@@ -3,7 +3,7 @@
 #   bash tests/run.sh
 # Needs: Debian/Ubuntu with apt (root or sudo) and a Rust toolchain; ../shared beside the repo
 # for the kube-validate checks (SHARED_DIR overrides). Set BLOCKSIGHT_E2E_KUBECONFIG to also run
-# the end-to-end tests against a kind/k3d cluster.
+# the end-to-end tests against a kind/k3d cluster instead of the local control plane.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -143,7 +143,38 @@ else
 fi
 # --- END backup test S3 ---------------------------------------------------------------------
 
-step "cargo test (unit, builders, controller against a mock API server)"
+# --- BEGIN Kubernetes control plane (tests/controlplane, tests/e2e) ------------------------
+# The e2e tests run against a real API server: a kind/k3d cluster when
+# BLOCKSIGHT_E2E_KUBECONFIG names one, else the local control plane built from the pins in
+# tests/controlplane/go.mod (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok; built once per pin into .cache/controlplane) and started on 127.0.0.1. Either way
+# the CRDs and the chart's RBAC are installed as a user would, and the operator runs as the
+# chart's ServiceAccount. A control plane that does not start fails the run with its logs.
+step "Kubernetes control plane and the operator's install"
+command -v go >/dev/null || { echo "Go is needed to build the control plane (tests/controlplane)" >&2; exit 1; }
+cp_dir=$(mktemp -d)
+previous_exit_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+if [ -n "${BLOCKSIGHT_E2E_KUBECONFIG:-}" ]; then
+  echo "using the cluster in BLOCKSIGHT_E2E_KUBECONFIG=$BLOCKSIGHT_E2E_KUBECONFIG"
+  trap "${previous_exit_trap:+$previous_exit_trap; }rm -rf '$cp_dir'" EXIT
+  cp_bin=$(tests/controlplane/build.sh)
+  export BLOCKSIGHT_E2E_KUBECTL="${BLOCKSIGHT_E2E_KUBECTL:-$cp_bin/kubectl}"
+else
+  cp_start=$SECONDS
+  trap "${previous_exit_trap:+$previous_exit_trap; }tests/controlplane/down.sh '$cp_dir'" EXIT
+  tests/controlplane/up.sh "$cp_dir"
+  cp_bin=$(tests/controlplane/build.sh)
+  export BLOCKSIGHT_E2E_KUBECONFIG="$cp_dir/kubeconfig"
+  export BLOCKSIGHT_E2E_AUDIT_LOG="$cp_dir/audit.log"
+  export BLOCKSIGHT_E2E_KUBECTL="$cp_bin/kubectl"
+  echo "control plane up in $((SECONDS - cp_start)) s: $(cat "$cp_dir/server")"
+fi
+KUBECTL="$BLOCKSIGHT_E2E_KUBECTL" PYTHON="$REPO/.venv/bin/python" \
+  tests/controlplane/install.sh "$BLOCKSIGHT_E2E_KUBECONFIG" "$cp_dir"
+export BLOCKSIGHT_E2E_OPERATOR_KUBECONFIG="$cp_dir/operator.kubeconfig"
+# --- END Kubernetes control plane ---------------------------------------------------------
+
+step "cargo test (unit, builders, controller against a mock API server, e2e on the control plane)"
 CI=true cargo test --locked --all-targets
 
 # --- BEGIN fake API server and benchmark smoke run (tests/fake-apiserver) ------------------
@@ -164,13 +195,6 @@ target/debug/blocksight-bench --operator "$BLOCKSIGHT_BIN" --n 10 --resync-secon
 python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["runs"][0]; print("N=10: converged in", r["creation"]["seconds_to_converge"], "s; steady state:", r["steady_state"]["requests"]["writes"], "writes,", r["steady_state"]["requests"]["reads_get_list"], "GET/LIST")' "$bench_json"
 rm -f "$bench_json"
 # --- END fake API server and benchmark smoke run ------------------------------------------
-
-step "end-to-end tests (real cluster)"
-if [ -n "${BLOCKSIGHT_E2E_KUBECONFIG:-}" ]; then
-  cargo test --locked --test e2e -- --ignored --test-threads=1
-else
-  echo "SKIPPED: e2e tests need a cluster: set BLOCKSIGHT_E2E_KUBECONFIG to a kind/k3d kubeconfig"
-fi
 
 step "asset tests: kube-validate, Helm, Argo CD, Terraform, promtool/amtool"
 pytest -q tests/assets
