@@ -508,7 +508,10 @@ async fn a_failed_configmap_holds_back_every_workload_but_not_the_other_configur
     let bs = blocksight(REGTEST);
     let (caches, _writers) = caches();
     let fault = (
-        format!("PATCH {}", path(ChildKind::ConfigMap, "dev-bitcoind-config")),
+        format!(
+            "PATCH {}",
+            path(ChildKind::ConfigMap, "dev-bitcoind-config")
+        ),
         503,
     );
     let h = harness(caches, vec![fault]);

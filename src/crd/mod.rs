@@ -3,6 +3,10 @@
 //! Everything the API server can enforce (enums, required fields, CEL cross-field and
 //! transition rules) is declared here, so `blocksight crd` and `blocksight render` share it.
 
+// clippy reads each `printcolumn(type_ = "string", ...)` of kube's derive as a repeated
+// attribute; they are separate columns.
+#![allow(clippy::duplicated_attributes)]
+
 mod backup;
 mod blocksight;
 mod common;

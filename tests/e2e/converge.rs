@@ -151,7 +151,7 @@ async fn example_converges(yaml: &str, prefix: &str) {
         row.contains(&bs.spec.network.to_string()),
         "the network column: {table}"
     );
-    let phase = format!("{:?}", status.phase.clone().expect("a phase"));
+    let phase = format!("{:?}", status.phase.expect("a phase"));
     assert!(row.contains(&phase), "the phase column {phase}: {table}");
 
     // At rest: over several resyncs, no write and no GET/LIST beyond the watches. First
