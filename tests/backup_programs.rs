@@ -202,6 +202,25 @@ async fn round_trip(kind: Kind) {
     refused.expect_code(2);
     assert!(refused.stderr.contains("--drop-existing"), "{refused}");
     assert_eq!(pg.fingerprint(&copy).await, changed);
+    // restoreFrom's restore (--only-if-empty) refuses a target that holds tables, and
+    // leaves it as it was...
+    let guarded = run(
+        &services,
+        &dest,
+        "restore",
+        &[
+            "--backup",
+            "nightly-1",
+            "--target-database",
+            &copy,
+            "--drop-existing",
+            "--only-if-empty",
+        ],
+    )
+    .await;
+    guarded.expect_code(2);
+    assert!(guarded.stderr.contains("already holds"), "{guarded}");
+    assert_eq!(pg.fingerprint(&copy).await, changed);
     // ...and replaced with it.
     let replaced = run(
         &services,

@@ -479,6 +479,11 @@ async fn a_new_blocksight_starts_from_a_backup_once_before_its_api_serves() {
         .expect("the restoreFrom Job");
     let command = job.body["spec"]["template"]["spec"]["containers"][0]["command"].to_string();
     assert!(command.contains(r#""--backup","old-nightly""#), "{command}");
+    // It only seeds an empty database: one with data (retained volumes) is refused.
+    assert!(
+        command.contains(r#""--drop-existing","--only-if-empty""#),
+        "{command}"
+    );
     assert!(
         command.contains(r#""--prefix","blocksight/default/old/""#),
         "{command}"

@@ -91,6 +91,9 @@ pub enum BackupCommand {
         /// Replace the target database when it exists.
         #[arg(long)]
         drop_existing: bool,
+        /// With --drop-existing: replace it only when it holds no table (else exit 2).
+        #[arg(long, requires = "drop_existing")]
+        only_if_empty: bool,
         /// Owner of a target created by the restore (an existing one keeps its owner).
         #[arg(long)]
         owner: Option<String>,
@@ -352,6 +355,7 @@ async fn execute(command: BackupCommand) -> Result<Output> {
             backup,
             target_database,
             drop_existing,
+            only_if_empty,
             owner,
             destination,
             postgres,
@@ -362,6 +366,7 @@ async fn execute(command: BackupCommand) -> Result<Output> {
                 backup: backup.to_ref(),
                 target_database,
                 drop_existing,
+                only_if_empty,
                 owner,
                 work_dir: work.dir(),
             };

@@ -29,6 +29,10 @@ pub struct RestoreRequest {
     pub target_database: String,
     /// Replace the target when it exists; without it an existing target is refused.
     pub drop_existing: bool,
+    /// Replace an existing target only when it holds no table: what `restoreFrom` asks for,
+    /// since it seeds a new BlockSight's database (one recreated over retained volumes
+    /// already has its data, and must keep it).
+    pub only_if_empty: bool,
     /// Owner of a target that does not exist yet (an existing target keeps its owner);
     /// default: the connecting role.
     pub owner: Option<String>,
@@ -114,6 +118,18 @@ pub async fn restore(
         return Err(BackupError::Usage(format!(
             "database {target:?} exists on {admin_shown}; pass --drop-existing to replace it"
         )));
+    }
+    if existing_owner.is_some() && request.only_if_empty {
+        let shown = server.shown(target);
+        let mut conn = server.connect(target).await?;
+        let tables = pg::row_counts(&mut conn, &shown).await?;
+        let _ = conn.close().await;
+        if !tables.is_empty() {
+            return Err(BackupError::Usage(format!(
+                "database {target:?} on {admin_shown} already holds {} tables: restoreFrom only                  seeds an empty database, and this one keeps its data (a BlockSight recreated                  over retained volumes?); remove spec.postgres.restoreFrom, or restore into it                  with a BlockSightRestore",
+                tables.len()
+            )));
+        }
     }
 
     let work = work_folder(&request.work_dir)?;

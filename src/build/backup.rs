@@ -87,8 +87,13 @@ pub enum Task {
     Dump,
     /// Restore drill of a backup, or of the newest one.
     Verify { backup: Option<String> },
-    /// Replace the database with `backup`, taken from the BlockSight `from`.
-    Restore { backup: String, from: String },
+    /// Replace the database with `backup`, taken from the BlockSight `from`; with
+    /// `only_if_empty` (spec.postgres.restoreFrom) only a database with no table.
+    Restore {
+        backup: String,
+        from: String,
+        only_if_empty: bool,
+    },
     /// Delete the data of `backup`, taken from the BlockSight `from`.
     Delete { backup: String, from: String },
 }
@@ -220,7 +225,11 @@ fn command(bs: &ValidBlockSight, backup: &Backup, task: &Task) -> Vec<String> {
             cmd.extend(destination_args(bs, &backup.target, &bs.name));
             cmd.extend(work);
         }
-        Task::Restore { backup: name, from } => {
+        Task::Restore {
+            backup: name,
+            from,
+            only_if_empty,
+        } => {
             cmd.extend(
                 [
                     "restore",
@@ -232,6 +241,9 @@ fn command(bs: &ValidBlockSight, backup: &Backup, task: &Task) -> Vec<String> {
                 ]
                 .map(String::from),
             );
+            if *only_if_empty {
+                cmd.push("--only-if-empty".to_owned());
+            }
             cmd.extend(["--owner".to_owned(), secrets::APP_DB_USER.to_owned()]);
             cmd.extend(destination_args(bs, &backup.target, from));
             cmd.extend(work);
@@ -535,6 +547,7 @@ pub fn example_jobs(bs: &ValidBlockSight, settings: &BuildSettings) -> Vec<Job> 
             &Task::Restore {
                 backup: example.clone(),
                 from: bs.name.clone(),
+                only_if_empty: false,
             },
             None,
             &[(RESTORE_LABEL, &example)],
@@ -765,6 +778,7 @@ spec:
         let backup = bs.backup.as_ref().unwrap();
         let settings = BuildSettings::default();
         let restore = Task::Restore {
+            only_if_empty: false,
             backup: "old-1".into(),
             from: "old".into(),
         };

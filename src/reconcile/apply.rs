@@ -184,8 +184,14 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
             // Serialize the child only when someone else edited the object at all: the
             // common steady state (only our own entries) costs a hash comparison.
             let fields = meta.foreign_fields();
-            let drifted =
-                !fields.is_empty() && drift::is_drifted(fields, FIELD_MANAGER, &child.to_value());
+            let drifted = !fields.is_empty()
+                && drift::is_drifted(fields, FIELD_MANAGER, &child.to_value())
+                && ctx.own_fields.foreign_changed(
+                    child.kind().as_str(),
+                    namespace,
+                    child.name(),
+                    drift::foreign_digest(fields, FIELD_MANAGER),
+                );
             let ours_changed = ctx.own_fields.changed(
                 child.kind().as_str(),
                 namespace,
@@ -203,12 +209,14 @@ pub fn needs_apply(ctx: &Context, namespace: &str, child: &Child) -> bool {
 struct Answered {
     resource_version: Option<String>,
     own_fields: u64,
+    foreign_fields: u64,
 }
 
 fn answered(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Answered {
     Answered {
         resource_version: meta.resource_version.clone(),
         own_fields: drift::own_fields_digest(meta, FIELD_MANAGER),
+        foreign_fields: drift::foreign_digest(meta.managed_fields.iter().flatten(), FIELD_MANAGER),
     }
 }
 
@@ -609,8 +617,13 @@ pub async fn apply_children(
         };
         let after = match result {
             Ok(answer) => {
-                ctx.own_fields
-                    .record(kind.as_str(), namespace, &name, answer.own_fields);
+                ctx.own_fields.record(
+                    kind.as_str(),
+                    namespace,
+                    &name,
+                    answer.own_fields,
+                    answer.foreign_fields,
+                );
                 answer.resource_version
             }
             Err(source) => {
@@ -706,5 +719,83 @@ async fn orphan(client: &Client, namespace: &str, name: &str) -> Result<(), kube
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod stateful_set_plan_tests {
+    use k8s_openapi::api::core::v1::{
+        PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn template(name: &str, size: &str, class: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                storage_class_name: class.map(Into::into),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some([("storage".to_owned(), Quantity(size.into()))].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn sts(templates: Vec<PersistentVolumeClaim>) -> StatefulSet {
+        let mut sts = StatefulSet::default();
+        sts.spec.volume_claim_templates = Some(templates);
+        sts
+    }
+
+    fn live(templates: &[PersistentVolumeClaim]) -> WorkloadMeta {
+        WorkloadMeta {
+            claims: templates.iter().map(ClaimTemplate::of).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_statefulset_is_applied_as_desired() {
+        let desired = sts(vec![template("data", "10Gi", None)]);
+        assert_eq!(
+            plan_stateful_set(None, &desired),
+            StatefulSetPlan::Apply(Box::new(desired.clone()))
+        );
+    }
+
+    #[test]
+    fn a_bigger_size_keeps_the_live_claim_template() {
+        let desired = sts(vec![template("data", "20Gi", Some("gp3"))]);
+        let was = [template("data", "10Gi", Some("gp3"))];
+        let StatefulSetPlan::Apply(kept) = plan_stateful_set(Some(&live(&was)), &desired) else {
+            panic!("applied, not recreated");
+        };
+        assert_eq!(kept.spec.volume_claim_templates.unwrap(), was.to_vec());
+    }
+
+    #[test]
+    fn another_class_or_template_set_recreates_it_with_orphans() {
+        let desired = sts(vec![template("data", "10Gi", Some("gp3"))]);
+        let other_class = [template("data", "10Gi", Some("standard"))];
+        assert_eq!(
+            plan_stateful_set(Some(&live(&other_class)), &desired),
+            StatefulSetPlan::Recreate
+        );
+        let more = [
+            template("data", "10Gi", Some("gp3")),
+            template("wal", "1Gi", Some("gp3")),
+        ];
+        assert_eq!(
+            plan_stateful_set(Some(&live(&more)), &desired),
+            StatefulSetPlan::Recreate
+        );
     }
 }

@@ -180,9 +180,13 @@ pub fn restore_from_job(
         config,
         settings,
         &restore_from_job_name(bs),
+        // Seeds an empty database only: a BlockSight recreated over retained volumes keeps
+        // its data, and the Job fails with why (the condition says so; removing restoreFrom
+        // settles it).
         &Task::Restore {
             backup: from.clone(),
             from: source_blocksight.unwrap_or(&bs.name).to_owned(),
+            only_if_empty: true,
         },
         bs.owner.clone(),
         &[],

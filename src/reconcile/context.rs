@@ -428,28 +428,48 @@ impl<K: std::hash::Hash + Eq, T: Clone> Recent<K, T> {
 /// digest means someone took or deleted a field we set: the child is applied again.
 /// Unknown after a restart until the next apply (a field deleted while the operator was down
 /// is repaired at the next spec change or resync that applies).
+/// With it, the digest of other managers' edits our last apply left in place (fields they
+/// share with us at our value): those are not drift until they change.
 #[derive(Default)]
-pub struct OwnFields(Mutex<HashMap<(&'static str, String, String), u64>>);
+pub struct OwnFields(Mutex<HashMap<(&'static str, String, String), (u64, u64)>>);
 
 impl OwnFields {
-    pub fn record(&self, kind: &'static str, namespace: &str, name: &str, digest: u64) {
+    pub fn record(&self, kind: &'static str, namespace: &str, name: &str, own: u64, foreign: u64) {
         let key = (kind, namespace.to_owned(), name.to_owned());
         let mut map = self.0.lock().expect("not poisoned");
-        if digest == 0 {
+        if own == 0 {
             map.remove(&key);
         } else {
-            map.insert(key, digest);
+            map.insert(key, (own, foreign));
         }
     }
 
-    /// Whether `seen` (the cache's digest) differs from what our last apply left.
+    /// Whether `seen` (the cache's digest of our field set) differs from what our last apply
+    /// left.
     pub fn changed(&self, kind: &'static str, namespace: &str, name: &str, seen: u64) -> bool {
         let key = (kind, namespace.to_owned(), name.to_owned());
         self.0
             .lock()
             .expect("not poisoned")
             .get(&key)
-            .is_some_and(|recorded| *recorded != seen)
+            .is_some_and(|(recorded, _)| *recorded != seen)
+    }
+
+    /// Whether other managers' edits (digest `seen`) are other than those our last apply
+    /// left in place; true when nothing was recorded.
+    pub fn foreign_changed(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        seen: u64,
+    ) -> bool {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .is_none_or(|(_, recorded)| *recorded != seen)
     }
 
     /// Forget the children of a deleted BlockSight's namespace and names.

@@ -51,6 +51,34 @@ pub fn own_fields_digest(
         })
 }
 
+/// A digest of other managers' edits (their entries' managers, operations, subresources and
+/// field sets; not their times), 0 when there are none. Recorded from each apply's answer:
+/// an edit that survives our forced apply (a field another manager set to our very value
+/// stays shared) must not make us apply again at every resync.
+pub fn foreign_digest<'a>(
+    entries: impl IntoIterator<Item = &'a ManagedFieldsEntry>,
+    ours: &str,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut any = false;
+    for entry in entries {
+        if !is_foreign_update(entry, ours) {
+            continue;
+        }
+        any = true;
+        entry.manager.hash(&mut hasher);
+        entry.operation.hash(&mut hasher);
+        entry.subresource.hash(&mut hasher);
+        entry
+            .fields_v1
+            .as_ref()
+            .map(|f| f.0.to_string())
+            .hash(&mut hasher);
+    }
+    if any { hasher.finish().max(1) } else { 0 }
+}
+
 /// Keep only the managedFields entries drift detection reads (other managers' edits). Our
 /// own entries hold a field set per object: most of a cache's memory with thousands of
 /// children, and never read.

@@ -203,6 +203,7 @@ pub fn plan(
                                 &Task::Restore {
                                     backup: bsr.spec.backup.clone(),
                                     from: backup.spec.block_sight.clone(),
+                                    only_if_empty: false,
                                 },
                                 bsr.controller_owner_ref(&()),
                                 &[(RESTORE_LABEL, &name)],

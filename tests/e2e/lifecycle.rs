@@ -232,5 +232,36 @@ async fn hand_edits_are_repaired() {
         .labels
         .unwrap();
     assert_eq!(labels.get("team").map(String::as_str), Some("payments"));
+
+    // An edit that sets one of our fields to our very value, with a field of its own: after
+    // at most one apply the shared field is left shared, and the operator rests (before, it
+    // re-applied at every resync).
+    let (ok, out) = kit::kubectl(
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap",
+            name,
+            "--type=merge",
+            "-p",
+            &serde_json::json!({"data": {key: value, "extra.conf": "# theirs"}}).to_string(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let audit = kit::AuditLog::mark();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let writes: Vec<String> = audit
+        .since(kit::OPERATOR_USER, &ns)
+        .into_iter()
+        .filter(|r| r.is_write() && r.object_ref.as_ref().is_some_and(|o| o.name == name))
+        .map(|r| r.line())
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes at rest over a shared field: {writes:?}"
+    );
     kit::delete_namespace(&client, &ns).await;
 }

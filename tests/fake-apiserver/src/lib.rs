@@ -9,6 +9,19 @@
 //! resource, can add latency and inject errors, and can play the kubelet and the workload
 //! controllers (StatefulSets and Deployments report ready shortly after they change).
 //!
+//! **What it is for, and what it does not model.** It stays for fault injection (errors,
+//! latency, dropped watches) and the large-N benchmark (`blocksight-bench`), where a real
+//! API server would measure itself. Everything the API server decides is tested on the real
+//! control plane instead (`tests/controlplane`, `tests/e2e`), because this fake has:
+//! no CRD validation (neither OpenAPI schemas nor CEL rules, nor the checks the API server
+//! makes on the CRDs themselves, such as resolving `fieldPath`), no authentication or RBAC
+//! (every request is allowed, so a missing `create` verb goes unseen), no admission, no
+//! immutability rules of built-in kinds (a changed StatefulSet `volumeClaimTemplates` is
+//! accepted), no strict field validation, no `/scale` subresource, no PVCs made from claim
+//! templates and no volume expansion, no real workload controllers or scheduler, and a
+//! simplified server-side apply (lists keyed by guessed keys rather than the schema's
+//! `listType`, and an apply replaces a list whole instead of merging other managers' items).
+//!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use blocksight_fake_apiserver::{Config, FakeApiServer, Verb};
