@@ -245,8 +245,24 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
+    delete_with::<K>(client, namespace, name, &DeleteParams::background()).await
+}
+
+/// Delete, a missing object counting as deleted.
+async fn delete_with<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
+    match api.delete(name, params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
@@ -506,41 +522,7 @@ pub async fn apply_children(
     let mut failures = Vec::new();
     for child in &desired.children {
         if let Child::StatefulSet(sts) = child {
-            for (pvc, size) in volumes_to_grow(ctx, namespace, sts) {
-                let cached = ctx
-                    .caches
-                    .stateful_volume(namespace, &pvc)
-                    .and_then(|v| v.child.resource_version().map(str::to_owned));
-                if ctx.recent_writes.contains(
-                    "PersistentVolumeClaim",
-                    namespace,
-                    &pvc,
-                    &size,
-                    cached.as_deref(),
-                ) {
-                    continue;
-                }
-                match grow_volume(&ctx.client, namespace, &pvc, &size).await {
-                    Ok(after) => {
-                        ctx.recent_writes.record(
-                            "PersistentVolumeClaim",
-                            namespace,
-                            &pvc,
-                            &size,
-                            Versions {
-                                before: cached,
-                                after,
-                            },
-                        );
-                        info!(pvc = %pvc, %size, "volume growth requested");
-                    }
-                    Err(source) => failures.push(ApplyError::Grow {
-                        name: pvc,
-                        size,
-                        source,
-                    }),
-                }
-            }
+            grow_volumes(ctx, namespace, sts, &mut failures).await;
         }
         if !needs_apply(ctx, namespace, child) {
             continue;
@@ -559,64 +541,8 @@ pub async fn apply_children(
                 meta.resource_version().map(str::to_owned)
             })
             .flatten();
-        let result = match child {
-            Child::StatefulSet(sts) => {
-                match plan_stateful_set(ctx.caches.stateful_set(namespace, &name).as_ref(), sts) {
-                    StatefulSetPlan::Apply(kept) => {
-                        apply_typed(&ctx.client, namespace, kept.as_ref()).await
-                    }
-                    StatefulSetPlan::Recreate => {
-                        if !ctx.recent_writes.contains(
-                            kind.as_str(),
-                            namespace,
-                            &name,
-                            DELETED,
-                            before.as_deref(),
-                        ) {
-                            match orphan(&ctx.client, namespace, &name).await {
-                                Ok(()) => {
-                                    info!(statefulset = %name, "claim templates changed: deleted with its pods and volumes orphaned, to be created anew");
-                                    ctx.recent_writes.record(
-                                        kind.as_str(),
-                                        namespace,
-                                        &name,
-                                        DELETED,
-                                        Versions {
-                                            before: before.clone(),
-                                            after: None,
-                                        },
-                                    );
-                                }
-                                Err(source) => failures.push(ApplyError::Apply {
-                                    kind,
-                                    name: name.clone(),
-                                    source,
-                                }),
-                            }
-                        }
-                        continue;
-                    }
-                }
-            }
-            Child::Deployment(deployment) if deployment.spec.replicas.is_none() => {
-                let live = ctx.caches.deployment(namespace, &name);
-                match live.filter(|l| l.owns_replicas).and_then(|l| l.replicas) {
-                    Some(replicas) => {
-                        match hand_over_replicas(&ctx.client, namespace, &name, replicas).await {
-                            Ok(()) => {
-                                info!(deployment = %name, replicas, "spec.replicas handed over before autoscaling takes it");
-                                apply_child(&ctx.client, namespace, child).await
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                    None => apply_child(&ctx.client, namespace, child).await,
-                }
-            }
-            _ => apply_child(&ctx.client, namespace, child).await,
-        };
-        let after = match result {
-            Ok(answer) => {
+        match apply_one(ctx, namespace, child, before.as_deref()).await {
+            Ok(Some(answer)) => {
                 ctx.own_fields.record(
                     kind.as_str(),
                     namespace,
@@ -624,27 +550,136 @@ pub async fn apply_children(
                     answer.own_fields,
                     answer.foreign_fields,
                 );
-                answer.resource_version
+                let after = answer.resource_version;
+                ctx.recent_writes.record(
+                    kind.as_str(),
+                    namespace,
+                    &name,
+                    child.spec_hash(),
+                    Versions { before, after },
+                );
+                info!(%kind, %name, "applied");
+                applied.applied.push((kind, name));
             }
-            Err(source) => {
-                failures.push(ApplyError::Apply {
-                    kind,
-                    name: name.clone(),
-                    source,
-                });
-                continue;
-            }
-        };
-        ctx.recent_writes.record(
-            kind.as_str(),
-            namespace,
-            &name,
-            child.spec_hash(),
-            Versions { before, after },
-        );
-        info!(%kind, %name, "applied");
-        applied.applied.push((kind, name));
+            // Recreated: deleted now, created once the watch shows it gone.
+            Ok(None) => {}
+            Err(source) => failures.push(ApplyError::Apply { kind, name, source }),
+        }
     }
+    prune(
+        ctx,
+        namespace,
+        owner_uid,
+        desired,
+        &mut applied,
+        &mut failures,
+    )
+    .await;
+    match failures.len() {
+        0 => Ok(applied),
+        1 => Err(failures.remove(0)),
+        _ => Err(ApplyError::Several(failures)),
+    }
+}
+
+/// Apply one child that differs: a StatefulSet with the claim templates it has (or deleted
+/// with orphans when they must change: None), a Deployment whose replicas autoscaling takes
+/// over after their handover, anything else as built.
+async fn apply_one(
+    ctx: &Context,
+    namespace: &str,
+    child: &Child,
+    cached_version: Option<&str>,
+) -> Result<Option<Answered>, kube::Error> {
+    let name = child.name();
+    match child {
+        Child::StatefulSet(sts) => {
+            match plan_stateful_set(ctx.caches.stateful_set(namespace, name).as_ref(), sts) {
+                StatefulSetPlan::Apply(kept) => apply_typed(&ctx.client, namespace, kept.as_ref())
+                    .await
+                    .map(Some),
+                StatefulSetPlan::Recreate => {
+                    let kind = ChildKind::StatefulSet.as_str();
+                    if !ctx
+                        .recent_writes
+                        .contains(kind, namespace, name, DELETED, cached_version)
+                    {
+                        orphan(&ctx.client, namespace, name).await?;
+                        info!(statefulset = %name, "claim templates changed: deleted with its pods and volumes orphaned, to be created anew");
+                        ctx.recent_writes.record(
+                            kind,
+                            namespace,
+                            name,
+                            DELETED,
+                            Versions {
+                                before: cached_version.map(str::to_owned),
+                                after: None,
+                            },
+                        );
+                    }
+                    Ok(None)
+                }
+            }
+        }
+        Child::Deployment(deployment) if deployment.spec.replicas.is_none() => {
+            let live = ctx.caches.deployment(namespace, name);
+            if let Some(replicas) = live.filter(|l| l.owns_replicas).and_then(|l| l.replicas) {
+                hand_over_replicas(&ctx.client, namespace, name, replicas).await?;
+                info!(deployment = %name, replicas, "spec.replicas handed over before autoscaling takes it");
+            }
+            apply_child(&ctx.client, namespace, child).await.map(Some)
+        }
+        _ => apply_child(&ctx.client, namespace, child).await.map(Some),
+    }
+}
+
+/// Grow the PVCs of `sts` that ask for less than its templates now do.
+async fn grow_volumes(
+    ctx: &Context,
+    namespace: &str,
+    sts: &StatefulSet,
+    failures: &mut Vec<ApplyError>,
+) {
+    for (pvc, size) in volumes_to_grow(ctx, namespace, sts) {
+        let cached = ctx
+            .caches
+            .stateful_volume(namespace, &pvc)
+            .and_then(|v| v.child.resource_version().map(str::to_owned));
+        let kind = "PersistentVolumeClaim";
+        if ctx
+            .recent_writes
+            .contains(kind, namespace, &pvc, &size, cached.as_deref())
+        {
+            continue;
+        }
+        match grow_volume(&ctx.client, namespace, &pvc, &size).await {
+            Ok(after) => {
+                let versions = Versions {
+                    before: cached,
+                    after,
+                };
+                ctx.recent_writes
+                    .record(kind, namespace, &pvc, &size, versions);
+                info!(pvc = %pvc, %size, "volume growth requested");
+            }
+            Err(source) => failures.push(ApplyError::Grow {
+                name: pvc,
+                size,
+                source,
+            }),
+        }
+    }
+}
+
+/// Delete the children of `owner_uid` that are no longer desired (a disabled component).
+async fn prune(
+    ctx: &Context,
+    namespace: &str,
+    owner_uid: &str,
+    desired: &Desired,
+    applied: &mut Applied,
+    failures: &mut Vec<ApplyError>,
+) {
     let desired_set = {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -653,73 +688,60 @@ pub async fn apply_children(
         }
         hasher.finish()
     };
-    if !ctx.pruned.is_settled(owner_uid, desired_set) {
-        let mut pruned_all = true;
-        for (kind, ns, name) in ctx.caches.children_of(owner_uid) {
-            let wanted = desired
-                .children
-                .iter()
-                .any(|c| c.kind() == kind && c.name() == name);
-            if wanted || ns != namespace {
-                continue;
-            }
-            let cached_version = ctx
-                .caches
-                .with_meta(kind, namespace, &name, |meta| {
-                    meta.resource_version().map(str::to_owned)
-                })
-                .flatten();
-            if ctx.recent_writes.contains(
-                kind.as_str(),
-                namespace,
-                &name,
-                DELETED,
-                cached_version.as_deref(),
-            ) {
-                continue;
-            }
-            if let Err(source) = delete_child(&ctx.client, kind, namespace, &name).await {
-                pruned_all = false;
-                failures.push(ApplyError::Prune {
-                    kind,
-                    name: name.clone(),
-                    source,
-                });
-                continue;
-            }
-            ctx.recent_writes.record(
-                kind.as_str(),
-                namespace,
-                &name,
-                DELETED,
-                Versions {
-                    before: cached_version,
-                    after: None,
-                },
-            );
-            info!(%kind, %name, "deleted: no longer desired");
-            applied.pruned.push((kind, name));
-        }
-        if pruned_all {
-            ctx.pruned.settle(owner_uid, desired_set);
-        }
+    if ctx.pruned.is_settled(owner_uid, desired_set) {
+        return;
     }
-    match failures.len() {
-        0 => Ok(applied),
-        1 => Err(failures.remove(0)),
-        _ => Err(ApplyError::Several(failures)),
+    let mut pruned_all = true;
+    for (kind, ns, name) in ctx.caches.children_of(owner_uid) {
+        let wanted = desired
+            .children
+            .iter()
+            .any(|c| c.kind() == kind && c.name() == name);
+        if wanted || ns != namespace {
+            continue;
+        }
+        let cached_version = ctx
+            .caches
+            .with_meta(kind, namespace, &name, |meta| {
+                meta.resource_version().map(str::to_owned)
+            })
+            .flatten();
+        if ctx.recent_writes.contains(
+            kind.as_str(),
+            namespace,
+            &name,
+            DELETED,
+            cached_version.as_deref(),
+        ) {
+            continue;
+        }
+        if let Err(source) = delete_child(&ctx.client, kind, namespace, &name).await {
+            pruned_all = false;
+            failures.push(ApplyError::Prune { kind, name, source });
+            continue;
+        }
+        ctx.recent_writes.record(
+            kind.as_str(),
+            namespace,
+            &name,
+            DELETED,
+            Versions {
+                before: cached_version,
+                after: None,
+            },
+        );
+        info!(%kind, %name, "deleted: no longer desired");
+        applied.pruned.push((kind, name));
+    }
+    if pruned_all {
+        ctx.pruned.settle(owner_uid, desired_set);
     }
 }
 
 /// Delete a StatefulSet, leaving its pods and PVCs (orphan propagation): the new one adopts
 /// the pods by their labels and the PVCs by their names.
 async fn orphan(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
-    let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::orphan()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    delete_with::<StatefulSet>(client, namespace, name, &DeleteParams::orphan()).await
 }
 
 #[cfg(test)]

@@ -431,7 +431,14 @@ impl<K: std::hash::Hash + Eq, T: Clone> Recent<K, T> {
 /// With it, the digest of other managers' edits our last apply left in place (fields they
 /// share with us at our value): those are not drift until they change.
 #[derive(Default)]
-pub struct OwnFields(Mutex<HashMap<(&'static str, String, String), (u64, u64)>>);
+pub struct OwnFields(Mutex<HashMap<ObjectKey, FieldDigests>>);
+
+/// What [`OwnFields`] keeps per child.
+#[derive(Clone, Copy, Debug)]
+struct FieldDigests {
+    own: u64,
+    foreign: u64,
+}
 
 impl OwnFields {
     pub fn record(&self, kind: &'static str, namespace: &str, name: &str, own: u64, foreign: u64) {
@@ -440,7 +447,7 @@ impl OwnFields {
         if own == 0 {
             map.remove(&key);
         } else {
-            map.insert(key, (own, foreign));
+            map.insert(key, FieldDigests { own, foreign });
         }
     }
 
@@ -452,7 +459,7 @@ impl OwnFields {
             .lock()
             .expect("not poisoned")
             .get(&key)
-            .is_some_and(|(recorded, _)| *recorded != seen)
+            .is_some_and(|recorded| recorded.own != seen)
     }
 
     /// Whether other managers' edits (digest `seen`) are other than those our last apply
@@ -469,7 +476,7 @@ impl OwnFields {
             .lock()
             .expect("not poisoned")
             .get(&key)
-            .is_none_or(|(_, recorded)| *recorded != seen)
+            .is_none_or(|recorded| recorded.foreign != seen)
     }
 
     /// Forget the children of a deleted BlockSight's namespace and names.

@@ -3,7 +3,11 @@ the objects a cluster needs to run the operator outside a pod: its ServiceAccoun
 ClusterRoles and their bindings. The operator's Deployment, Service and monitors need its
 image, which a local control plane (kwok) cannot run.
 
-    python tests/controlplane/helm_template.py [--namespace NS] [--set-watch-namespace NS]
+    python tests/controlplane/helm_template.py [--namespace NS] [--watch-namespace NS]
+                                               [--release NAME] [--all]
+
+--all prints every object of the chart (what `helm install` creates), for the e2e test that
+installs the whole chart.
 """
 import argparse
 import pathlib
@@ -21,6 +25,7 @@ def main() -> int:
     parser.add_argument("--release", default="blocksight-operator")
     parser.add_argument("--namespace", default="blocksight-system")
     parser.add_argument("--watch-namespace", default="")
+    parser.add_argument("--all", action="store_true", help="every object, not only RBAC")
     args = parser.parse_args()
     values = {"watchNamespace": args.watch_namespace} if args.watch_namespace else {}
     with helm.Chart.load(CHART) as chart:
@@ -30,7 +35,7 @@ def main() -> int:
         if path.endswith("NOTES.txt"):
             continue
         for doc in yaml.safe_load_all(text):
-            if doc and doc.get("kind") in KINDS:
+            if doc and (args.all or doc.get("kind") in KINDS):
                 docs.append(doc)
     if not docs:
         print("helm_template.py: the chart rendered no RBAC objects", file=sys.stderr)

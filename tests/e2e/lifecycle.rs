@@ -128,6 +128,24 @@ async fn under_delete_volumes_and_credentials_go_with_the_blocksight() {
     kit::delete_namespace(&client, &ns).await;
 }
 
+/// `kubectl patch configmap NAME --type=TYPE -p PATCH`, as a person would edit it.
+fn patch_by_hand(ns: &str, name: &str, kind_of_patch: &str, patch: serde_json::Value) {
+    let (ok, out) = kit::kubectl(
+        &[
+            "-n",
+            ns,
+            "patch",
+            "configmap",
+            name,
+            &format!("--type={kind_of_patch}"),
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_edits_are_repaired() {
     let client = kit::admin().await;
@@ -143,20 +161,12 @@ async fn hand_edits_are_repaired() {
     let (key, value) = original.iter().next().unwrap();
 
     // A value changed by another field manager (kubectl patch, kubectl edit).
-    let (ok, out) = kit::kubectl(
-        &[
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            name,
-            "--type=merge",
-            "-p",
-            &serde_json::json!({"data": {key: "edited by hand"}}).to_string(),
-        ],
-        None,
+    patch_by_hand(
+        &ns,
+        name,
+        "merge",
+        serde_json::json!({"data": {key: "edited by hand"}}),
     );
-    assert!(ok, "{out}");
     kit::eventually(
         "the edited value restored",
         Duration::from_secs(60),
@@ -168,20 +178,8 @@ async fn hand_edits_are_repaired() {
     .await;
 
     // A field deleted by hand: it leaves every manager's managedFields, the operator's too.
-    let (ok, out) = kit::kubectl(
-        &[
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            name,
-            "--type=json",
-            "-p",
-            &serde_json::json!([{"op": "remove", "path": format!("/data/{key}")}]).to_string(),
-        ],
-        None,
-    );
-    assert!(ok, "{out}");
+    let remove = serde_json::json!([{"op": "remove", "path": format!("/data/{key}")}]);
+    patch_by_hand(&ns, name, "json", remove);
     kit::eventually(
         "the deleted field restored",
         Duration::from_secs(60),
@@ -236,20 +234,8 @@ async fn hand_edits_are_repaired() {
     // An edit that sets one of our fields to our very value, with a field of its own: after
     // at most one apply the shared field is left shared, and the operator rests (before, it
     // re-applied at every resync).
-    let (ok, out) = kit::kubectl(
-        &[
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            name,
-            "--type=merge",
-            "-p",
-            &serde_json::json!({"data": {key: value, "extra.conf": "# theirs"}}).to_string(),
-        ],
-        None,
-    );
-    assert!(ok, "{out}");
+    let shared = serde_json::json!({"data": {key: value, "extra.conf": "# theirs"}});
+    patch_by_hand(&ns, name, "merge", shared);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let audit = kit::AuditLog::mark();
     tokio::time::sleep(Duration::from_secs(12)).await;

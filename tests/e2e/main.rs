@@ -15,6 +15,7 @@ mod kit;
 mod backups;
 mod converge;
 mod corpus;
+mod install;
 mod leader;
 mod lifecycle;
 mod scaling;
