@@ -33,6 +33,8 @@ kubectl_bin=$(command -v kubectl || echo "$cp_bin/kubectl")
 state=$(mktemp -d)
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done; rm -rf "$state"' EXIT
+# A closed terminal or a kill cleans up too (the control plane runs in sessions of its own).
+trap 'exit 130' INT TERM HUP
 if [ "${BLOCKSIGHT_LOCAL:-}" != 1 ] && "$kubectl_bin" config current-context >/dev/null 2>&1 \
   && "$kubectl_bin" get --raw /readyz >/dev/null 2>&1; then
   admin=$(mktemp)
@@ -64,8 +66,7 @@ cat >&2 <<EOF
       kubectl -n $ns describe bs
 
 EOF
+# In the foreground, so that Ctrl-C reaches it (the operator stops on SIGINT and SIGTERM);
+# the EXIT trap then stops the local control plane.
 KUBECONFIG=$state/operator.kubeconfig POD_NAMESPACE=blocksight-system POD_NAME="$(hostname)" \
-  "$bin" run --leader-election=false --metrics-addr 127.0.0.1:8080 &
-operator=$!
-cleanup=("kill $operator 2>/dev/null; wait $operator 2>/dev/null" "${cleanup[@]}")
-wait "$operator"
+  "$bin" run --leader-election=false --metrics-addr 127.0.0.1:8080 || true

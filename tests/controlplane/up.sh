@@ -84,10 +84,13 @@ EOF
 kubeconfig "$dir/kubeconfig" admin
 for c in controller-manager scheduler kwok; do kubeconfig "$dir/$c.kubeconfig" "$c"; done
 
+# Each in a session of its own: a Ctrl-C in the terminal that started us (scripts/run.sh)
+# reaches the operator, which shuts down cleanly while the API server still answers; the
+# control plane is stopped afterwards by down.sh.
 start() { # name command...
   local name=$1
   shift
-  "$@" >"$dir/logs/$name.log" 2>&1 &
+  setsid "$@" >"$dir/logs/$name.log" 2>&1 &
   echo "$! $name" >>"$dir/pids"
 }
 
