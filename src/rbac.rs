@@ -33,16 +33,9 @@ const CHILD_VERBS: &[&str] = &["list", "watch", "create", "patch", "delete"];
 
 /// Granted in every namespace the operator watches (ClusterRole, or Role per namespace).
 pub const WATCH_SCOPE: &[Rule] = &[
-    rule(
-        "blocksight.live",
-        &["blocksights"],
-        &["get", "list", "watch", "patch"],
-    ),
-    rule(
-        "blocksight.live",
-        &["blocksights/status"],
-        &["get", "patch"],
-    ),
+    // Read from a watch (never GET); patched for finalizers and status.
+    rule("blocksight.live", &["blocksights"], &["list", "watch", "patch"]),
+    rule("blocksight.live", &["blocksights/status"], &["patch"]),
     // Owner references with blockOwnerDeletion need update on the owner's finalizers.
     rule(
         "blocksight.live",
@@ -56,12 +49,12 @@ pub const WATCH_SCOPE: &[Rule] = &[
     rule(
         "blocksight.live",
         &["blocksightbackups", "blocksightrestores"],
-        &["get", "list", "watch", "create", "patch", "delete"],
+        &["list", "watch", "create", "patch", "delete"],
     ),
     rule(
         "blocksight.live",
         &["blocksightbackups/status", "blocksightrestores/status"],
-        &["get", "patch"],
+        &["patch"],
     ),
     // Generated credentials are created once (never applied: that would replace them); the
     // probes read them with get.
@@ -91,9 +84,10 @@ pub const WATCH_SCOPE: &[Rule] = &[
         CHILD_VERBS,
     ),
     rule("batch", &["cronjobs", "jobs"], CHILD_VERBS),
+    // PrometheusRules are the chart's (one for the cluster), never a BlockSight's child.
     rule(
         "monitoring.coreos.com",
-        &["servicemonitors", "podmonitors", "prometheusrules"],
+        &["servicemonitors", "podmonitors"],
         CHILD_VERBS,
     ),
     // Scheduled chain-data snapshots: created once per slot (never applied, never updated),

@@ -9,10 +9,10 @@ well as `patch`, so both are needed; `get` is not (reads come from watches).
 # The BlockSight instances: watched, reconciled, finalized.
 - apiGroups: ["blocksight.live"]
   resources: ["blocksights"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["blocksight.live"]
   resources: ["blocksights/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion (Jobs owned by backups and restores) need update
 # on the owner's finalizers.
 - apiGroups: ["blocksight.live"]
@@ -21,10 +21,10 @@ well as `patch`, so both are needed; `get` is not (reads come from watches).
 # Backups and restores: scheduled backups are created by the operator itself.
 - apiGroups: ["blocksight.live"]
   resources: ["blocksightbackups", "blocksightrestores"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["blocksight.live"]
   resources: ["blocksightbackups/status", "blocksightrestores/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Generated credentials (RPC auth, database passwords) are created once and read back.
 - apiGroups: [""]
   resources: ["secrets"]
@@ -53,7 +53,7 @@ well as `patch`, so both are needed; `get` is not (reads come from watches).
   resources: ["cronjobs", "jobs"]
   verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
-  resources: ["servicemonitors", "podmonitors", "prometheusrules"]
+  resources: ["servicemonitors", "podmonitors"]
   verbs: ["list", "watch", "create", "patch", "delete"]
 # Scheduled chain-data snapshots: created once per slot, watched, pruned beyond keepLast.
 - apiGroups: ["snapshot.storage.k8s.io"]
