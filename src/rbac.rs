@@ -34,7 +34,11 @@ const CHILD_VERBS: &[&str] = &["list", "watch", "create", "patch", "delete"];
 /// Granted in every namespace the operator watches (ClusterRole, or Role per namespace).
 pub const WATCH_SCOPE: &[Rule] = &[
     // Read from a watch (never GET); patched for finalizers and status.
-    rule("blocksight.live", &["blocksights"], &["list", "watch", "patch"]),
+    rule(
+        "blocksight.live",
+        &["blocksights"],
+        &["list", "watch", "patch"],
+    ),
     rule("blocksight.live", &["blocksights/status"], &["patch"]),
     // Owner references with blockOwnerDeletion need update on the owner's finalizers.
     rule(
