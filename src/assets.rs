@@ -88,7 +88,7 @@ fn digest_of(set: AssetSet) -> String {
         all.extend_from_slice(text.as_bytes());
         all.push(0);
     }
-    crate::build::meta::digest(&all)
+    crate::desired::meta::digest(&all)
 }
 
 #[cfg(test)]

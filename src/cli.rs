@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::build::{self, BuildSettings};
 use crate::crd::{self, BlockSight};
+use crate::desired::{self, BuildSettings};
 use crate::run::{self, RunConfig};
 use crate::validate::{self, FieldError, InvalidSpec, ValidBlockSight};
 
@@ -69,7 +69,7 @@ pub enum Command {
         /// The operator's own image (the chart sets it): Prometheus and Grafana pods run it
         /// as an init container that writes this release's rules and dashboards, and backup
         /// pods install the `blocksight` binary from it.
-        #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::build::DEFAULT_OPERATOR_IMAGE)]
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::desired::DEFAULT_OPERATOR_IMAGE)]
         operator_image: String,
         /// How often each BlockSight's bitcoind, electrs, PostgreSQL and Redis are probed (jittered).
         #[arg(long, default_value = "30s", value_parser = parse_interval)]
@@ -113,7 +113,7 @@ pub enum Command {
         #[arg(long)]
         backup_jobs: bool,
         /// The operator image the deployment runs (as the controller would use it).
-        #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::build::DEFAULT_OPERATOR_IMAGE)]
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = crate::desired::DEFAULT_OPERATOR_IMAGE)]
         operator_image: String,
     },
     /// Write the monitoring assets of this release (Prometheus rules or Grafana dashboards)
@@ -129,7 +129,7 @@ pub enum Command {
     /// Ask bitcoind, electrs, PostgreSQL or Redis for its state; print it as JSON.
     Probe(crate::probe::cli::ProbeArgs),
     /// Back up, list, prune, restore and verify database backups (what the backup Jobs run).
-    Backup(crate::backup::cli::BackupArgs),
+    Backup(crate::backup_tool::cli::BackupArgs),
     /// Print the version.
     Version,
     /// Copy this binary to a path (the backup pods' init container installs it for the
@@ -267,7 +267,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Probe(args) => Ok(crate::probe::cli::run(args).await),
-        Command::Backup(args) => Ok(crate::backup::cli::run(args).await),
+        Command::Backup(args) => Ok(crate::backup_tool::cli::run(args).await),
         Command::Rbac => {
             print!("{}", crate::rbac::to_yaml());
             Ok(0)
@@ -650,7 +650,7 @@ impl<'s> Rendering<'s> {
                 yaml.push_str("---\n");
                 match (value, child) {
                     (_, Some(child)) => child.write_yaml(&mut yaml),
-                    (Some(value), None) => build::write_yaml(&mut yaml, &value),
+                    (Some(value), None) => desired::write_yaml(&mut yaml, &value),
                     (None, None) => {}
                 }
             });
@@ -664,7 +664,7 @@ impl<'s> Rendering<'s> {
         let mut items = String::new();
         for valid in &self.documents[range] {
             self.for_each_object(valid, |value, child| {
-                let Some(value) = value.or_else(|| child.map(build::Child::to_value)) else {
+                let Some(value) = value.or_else(|| child.map(desired::Child::to_value)) else {
                     return;
                 };
                 let json = serde_json::to_string_pretty(&value).expect("serializes");
@@ -688,21 +688,21 @@ impl<'s> Rendering<'s> {
     fn for_each_object(
         &self,
         valid: &ValidBlockSight,
-        mut emit: impl FnMut(Option<Value>, Option<&build::Child>),
+        mut emit: impl FnMut(Option<Value>, Option<&desired::Child>),
     ) {
         if self.options.with_secrets {
-            for secret in build::secrets::generate(valid, &mut rand::rng()) {
+            for secret in desired::secrets::generate(valid, &mut rand::rng()) {
                 emit(
                     Some(serde_json::to_value(&secret).expect("serializes")),
                     None,
                 );
             }
         }
-        for child in &build::build(valid, self.settings).children {
+        for child in &desired::build(valid, self.settings).children {
             emit(None, Some(child));
         }
         if self.options.backup_jobs {
-            for job in build::backup::example_jobs(valid, self.settings) {
+            for job in desired::backup::example_jobs(valid, self.settings) {
                 emit(Some(serde_json::to_value(&job).expect("serializes")), None);
             }
         }
@@ -786,7 +786,7 @@ fn map_in_order<T: Send, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::{OutputFormat, RenderOptions, Rendering};
-    use crate::build::BuildSettings;
+    use crate::desired::BuildSettings;
 
     /// 40 BlockSights, validated, to render on 3 threads.
     fn forty(settings: &BuildSettings) -> Rendering<'_> {

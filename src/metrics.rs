@@ -540,7 +540,7 @@ impl Metrics {
                 phase: p.as_str().to_owned(),
             });
         }
-        for c in crate::build::Component::ALL {
+        for c in crate::desired::Component::ALL {
             let labels = ComponentLabels {
                 namespace: namespace.to_owned(),
                 blocksight: name.to_owned(),

@@ -32,20 +32,22 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::build::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
-use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::build::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, secrets, volume_snapshot};
 use crate::chain::poller::{PollSettings, Poller, SecretReader};
-use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
-use crate::metrics::Metrics;
-use crate::reconcile::backups::{self, BackupContext};
-use crate::reconcile::child_cache::{
+use crate::controller::backup::{self as backups, BackupContext};
+use crate::controller::blocksight;
+use crate::controller::restore as restores;
+use crate::controller::shared::child_cache::{
     ChildCache, ChildMeta, VolumeClaimMeta, WorkloadMeta, child_cache,
 };
-use crate::reconcile::context::{empty_monitor_store, system_clock};
-use crate::reconcile::jobs::JOB_NAME_LABEL;
-use crate::reconcile::restores;
-use crate::reconcile::{self, Caches, Context, RecentWrites, drift};
+use crate::controller::shared::context::{empty_monitor_store, system_clock};
+use crate::controller::shared::drift;
+use crate::controller::shared::jobs::JOB_NAME_LABEL;
+use crate::controller::{Caches, Context, RecentWrites};
+use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
+use crate::desired::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
+use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
+use crate::desired::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, secrets, volume_snapshot};
+use crate::metrics::Metrics;
 
 /// Settings of `blocksight run`.
 #[derive(Clone, Debug)]
@@ -63,7 +65,7 @@ pub struct RunConfig {
     /// How often a converged BlockSight is reconciled again.
     pub resync_interval: Duration,
     /// How long each reconcile step may wait on the API server (see
-    /// [`reconcile::RECONCILE_TIMEOUT`]).
+    /// [`crate::controller::RECONCILE_TIMEOUT`]).
     pub reconcile_timeout: Duration,
     /// Run the chain probes (off only in benchmarks against a fake API server).
     pub probes: bool,
@@ -627,7 +629,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // not wait on the same store.
     let (primary_listed_tx, mut primary_listed) = tokio::sync::watch::channel(false);
     // BlockSights deleted (seen by the watch): what the operator holds about them is
-    // dropped once the context exists (see reconcile::forget).
+    // dropped once the context exists (see blocksight::forget).
     let (deleted_tx, mut deleted) =
         tokio::sync::mpsc::unbounded_channel::<(String, String, String)>();
     let writer = reflector::store::Writer::<DeserializeGuard<BlockSight>>::default();
@@ -767,7 +769,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         tokio::spawn(async move {
             while let Some((namespace, name, uid)) = deleted.recv().await {
                 let Some(ctx) = ctx.upgrade() else { return };
-                reconcile::forget(&ctx, &namespace, &name, &uid);
+                blocksight::forget(&ctx, &namespace, &name, &uid);
             }
         });
     }
@@ -852,7 +854,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     info!(namespace = ns.unwrap_or("<all>"), "starting the controller");
     let blocksight_controller = controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(blocksight::reconcile, blocksight::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 // Reconcile errors are logged by error_policy; these are the runtime's own.

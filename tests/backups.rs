@@ -6,8 +6,8 @@ mod support;
 
 use std::sync::Arc;
 
+use blocksight_operator::controller::backup::{self as backups, BackupContext, FINALIZER};
 use blocksight_operator::crd::{BlockSight, BlockSightBackup, BlockSightBackupSpec};
-use blocksight_operator::reconcile::backups::{self, BackupContext, FINALIZER};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,

@@ -3,8 +3,8 @@
 
 mod support;
 
-use blocksight_operator::build::{self, BuildSettings, Child, ChildKind};
 use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::{self, BuildSettings, Child, ChildKind};
 use blocksight_operator::validate;
 use support::{Call, blocksight, caches, child_path as path, harness};
 
@@ -13,8 +13,8 @@ const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
 
 /// What the controller applies while the API is held at zero (database and cache not ready).
 fn desired_gated(bs: &BlockSight) -> Vec<Child> {
-    let gates = build::Gates { api_serving: false };
-    build::build_gated(
+    let gates = desired::Gates { api_serving: false };
+    desired::build_gated(
         &validate::validate(bs).expect("valid"),
         &BuildSettings::default(),
         gates,
@@ -34,7 +34,7 @@ fn chain_synced(h: &support::Harness, bs: &BlockSight) {
 }
 
 fn desired(bs: &BlockSight) -> Vec<Child> {
-    build::build(
+    desired::build(
         &validate::validate(bs).expect("valid"),
         &BuildSettings::default(),
     )
@@ -474,7 +474,7 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
     assert_eq!(calls[n - 1].body["type"], "Warning");
     assert_eq!(calls[n - 1].body["reason"], "ApplyFailed");
     // Backoff grows with consecutive failures.
-    let action = blocksight_operator::reconcile::error_policy(
+    let action = blocksight_operator::controller::blocksight::error_policy(
         std::sync::Arc::new(kube::core::DeserializeGuard(Ok(bs.clone()))),
         &error,
         h.ctx.clone(),

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use blocksight_operator::build::{self, BuildSettings};
+use blocksight_operator::desired::{self, BuildSettings};
 use blocksight_operator::run::{RunError, check_crd};
 use http::{Request, Response};
 use kube::Client;
@@ -33,9 +33,10 @@ async fn a_malformed_blocksight_is_reported_and_skipped_without_a_request() {
         guard.0.is_err(),
         "the guard holds the error instead of failing the watch"
     );
-    let action = blocksight_operator::reconcile::reconcile(Arc::new(guard), h.ctx.clone())
-        .await
-        .expect("no error");
+    let action =
+        blocksight_operator::controller::blocksight::reconcile(Arc::new(guard), h.ctx.clone())
+            .await
+            .expect("no error");
     assert_eq!(action, Action::await_change());
     assert_eq!(h.take_calls(), vec![]);
     assert!(
@@ -83,10 +84,10 @@ async fn a_missing_crd_is_a_clear_error_with_its_own_exit_code() {
 async fn an_operator_restarted_mid_reconcile_finishes_without_repeating_writes() {
     let bs = blocksight(REGTEST);
     let valid = blocksight_operator::validate::validate(&bs).unwrap();
-    let gated = build::build_gated(
+    let gated = desired::build_gated(
         &valid,
         &BuildSettings::default(),
-        build::Gates { api_serving: false },
+        desired::Gates { api_serving: false },
     )
     .children;
     let half = gated.len() / 2;
@@ -94,7 +95,7 @@ async fn an_operator_restarted_mid_reconcile_finishes_without_repeating_writes()
     for child in &gated[..half] {
         writers.put(child, false);
     }
-    for secret in build::secrets::generate(&valid, &mut rand::rng()) {
+    for secret in desired::secrets::generate(&valid, &mut rand::rng()) {
         writers.put_secret(secret.metadata.name.as_deref().unwrap(), "default");
     }
     let h = harness(caches, vec![]);
@@ -125,7 +126,7 @@ async fn an_operator_restarted_mid_reconcile_finishes_without_repeating_writes()
 async fn an_apply_that_never_answers_times_out_reports_degraded_and_is_retried() {
     use std::time::{Duration, Instant};
 
-    use blocksight_operator::build::ChildKind;
+    use blocksight_operator::desired::ChildKind;
     use kube::runtime::controller::Action;
 
     let bs = blocksight(REGTEST);
@@ -181,7 +182,8 @@ async fn an_apply_that_never_answers_times_out_reports_degraded_and_is_retried()
 
     // Retried with the transient backoff, counted under its own category.
     let guard = || Arc::new(DeserializeGuard(Ok(bs.clone())));
-    let policy = |e| blocksight_operator::reconcile::error_policy(guard(), e, h.ctx.clone());
+    let policy =
+        |e| blocksight_operator::controller::blocksight::error_policy(guard(), e, h.ctx.clone());
     assert_eq!(policy(&error), Action::requeue(Duration::from_secs(5)));
     assert_eq!(policy(&error), Action::requeue(Duration::from_secs(10)));
     assert!(

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use blocksight_operator::build::BuildSettings;
 use blocksight_operator::cli::{self, OutputFormat};
 use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::BuildSettings;
 use blocksight_operator::validate;
 
 struct Case {

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use blocksight_operator::build::network_policy::{Flow, Peer, flows, present};
-use blocksight_operator::build::{self, BuildSettings, Child, Component, meta};
 use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::network_policy::{Flow, Peer, flows, present};
+use blocksight_operator::desired::{self, BuildSettings, Child, Component, meta};
 use blocksight_operator::validate::{self, ValidBlockSight};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -151,7 +151,7 @@ fn allowed(
 }
 
 fn policies(bs: &ValidBlockSight) -> Vec<NetworkPolicy> {
-    build::build(bs, &BuildSettings::default())
+    desired::build(bs, &BuildSettings::default())
         .children
         .into_iter()
         .filter_map(|c| match c {
@@ -185,9 +185,9 @@ fn endpoint(bs: &ValidBlockSight, peer: Peer) -> Endpoint {
         Peer::Internet | Peer::ExternalDatabase | Peer::ObjectStore => Endpoint::External,
         Peer::Backup => Endpoint::Pod {
             namespace: bs.namespace.clone(),
-            labels: blocksight_operator::build::backup::labels(
+            labels: blocksight_operator::desired::backup::labels(
                 bs,
-                Some(blocksight_operator::build::backup::Purpose::Backup),
+                Some(blocksight_operator::desired::backup::Purpose::Backup),
             ),
         },
         Peer::Dns => pod("kube-system", &[("k8s-app", "kube-dns")]),

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use blocksight_operator::build::{self, BuildSettings, Child};
 use blocksight_operator::cli::{self, OutputFormat};
 use blocksight_operator::crd::{BlockSight, Network};
+use blocksight_operator::desired::{self, BuildSettings, Child};
 use blocksight_operator::validate::{self, ValidBlockSight};
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ fn valid(yaml: &str) -> ValidBlockSight {
 }
 
 fn objects(yaml: &str) -> Vec<Value> {
-    build::build(&valid(yaml), &BuildSettings::default())
+    desired::build(&valid(yaml), &BuildSettings::default())
         .children
         .iter()
         .map(Child::to_value)
@@ -212,7 +212,7 @@ fn mainnet_memory_is_sized_above_dbcache_and_regtest_fits_a_laptop() {
     assert!(memory(&mainnet, "request") > 4096.0 * 1024.0 * 1024.0 * 1.25);
     assert!(memory(&mainnet, "limit") > memory(&mainnet, "request"));
     let regtest = valid(&on(Network::Regtest));
-    let total_requests: f64 = build::build(&regtest, &BuildSettings::default())
+    let total_requests: f64 = desired::build(&regtest, &BuildSettings::default())
         .children
         .iter()
         .map(Child::to_value)
@@ -292,7 +292,7 @@ fn every_pod_passes_the_restricted_pod_security_standard() {
 fn generated_secret_values_appear_only_in_secrets() {
     for yaml in [REGTEST, MAINNET] {
         let valid = valid(yaml);
-        let secrets = build::secrets::generate(&valid, &mut rand::rng());
+        let secrets = desired::secrets::generate(&valid, &mut rand::rng());
         let values: Vec<String> = secrets
             .iter()
             .flat_map(|s| s.string_data.clone().unwrap_or_default().into_values())
@@ -350,14 +350,14 @@ fn generated_secret_values_appear_only_in_secrets() {
 #[test]
 fn the_rpcauth_line_verifies_the_generated_password() {
     let valid = valid(REGTEST);
-    let secrets = build::secrets::generate(&valid, &mut rand::rng());
+    let secrets = desired::secrets::generate(&valid, &mut rand::rng());
     let rpc = secrets[0].string_data.as_ref().unwrap();
     let line = rpc["rpcauth.conf"].trim().strip_prefix("rpcauth=").unwrap();
     let (user, rest) = line.split_once(':').unwrap();
     let (salt, _) = rest.split_once('$').unwrap();
     assert_eq!(user, rpc["rpc-user"]);
     assert_eq!(
-        build::secrets::rpcauth(user, &rpc["rpc-password"], salt),
+        desired::secrets::rpcauth(user, &rpc["rpc-password"], salt),
         line
     );
     assert_eq!(
@@ -450,7 +450,7 @@ fn deletion_policy_decides_what_outlives_the_blocksight() {
     let with_owner = validate::validate(&uid_bs).unwrap();
     assert!(with_owner.owner.is_some());
     // Retain: PVCs kept, credentials not owned (a recreated BlockSight adopts both).
-    let objects: Vec<Value> = build::build(&with_owner, &BuildSettings::default())
+    let objects: Vec<Value> = desired::build(&with_owner, &BuildSettings::default())
         .children
         .iter()
         .map(Child::to_value)
@@ -465,7 +465,7 @@ fn deletion_policy_decides_what_outlives_the_blocksight() {
         "Retain"
     );
     assert!(bitcoind["metadata"]["ownerReferences"][0]["uid"] == "u");
-    let secrets = build::secrets::generate(&with_owner, &mut rand::rng());
+    let secrets = desired::secrets::generate(&with_owner, &mut rand::rng());
     assert!(
         secrets
             .iter()
@@ -478,7 +478,7 @@ fn deletion_policy_decides_what_outlives_the_blocksight() {
 
     uid_bs.spec.deletion_policy = blocksight_operator::crd::DeletionPolicy::Delete;
     let delete = validate::validate(&uid_bs).unwrap();
-    let objects: Vec<Value> = build::build(&delete, &BuildSettings::default())
+    let objects: Vec<Value> = desired::build(&delete, &BuildSettings::default())
         .children
         .iter()
         .map(Child::to_value)
@@ -488,7 +488,7 @@ fn deletion_policy_decides_what_outlives_the_blocksight() {
             ["whenDeleted"],
         "Delete"
     );
-    let secrets = build::secrets::generate(&delete, &mut rand::rng());
+    let secrets = desired::secrets::generate(&delete, &mut rand::rng());
     assert!(secrets.iter().all(|s| {
         s.metadata
             .owner_references
@@ -575,7 +575,7 @@ fn prometheus_operator_objects_follow_the_mode_and_the_cluster() {
             prometheus_operator_crds: crds,
             ..Default::default()
         };
-        build::build(&valid(yaml), &settings)
+        desired::build(&valid(yaml), &settings)
             .children
             .iter()
             .map(Child::to_value)
@@ -620,7 +620,7 @@ fn prometheus_operator_objects_follow_the_mode_and_the_cluster() {
     );
     assert_eq!(kinds(&disabled, true), vec![]);
 
-    let objects: Vec<Value> = build::build(
+    let objects: Vec<Value> = desired::build(
         &valid(&auto),
         &BuildSettings {
             prometheus_operator_crds: true,
@@ -657,11 +657,11 @@ fn user_managed_credentials_replace_generated_ones_everywhere() {
     let yaml = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: n, namespace: ns}\nspec:\n  network: signet\n  credentials:\n    bitcoindRpc: {secretName: vault-rpc}\n    postgres: {secretName: vault-pg}\n    redis: {secretName: vault-redis}\n    grafana: {secretName: vault-grafana}\n";
     let provided = valid(yaml);
     assert_eq!(
-        build::secrets::generated_names(&provided),
+        desired::secrets::generated_names(&provided),
         Vec::<String>::new()
     );
     assert!(
-        build::secrets::generate(&provided, &mut rand::rng()).is_empty(),
+        desired::secrets::generate(&provided, &mut rand::rng()).is_empty(),
         "nothing to generate"
     );
     let objects = objects(yaml);
@@ -691,7 +691,7 @@ fn user_managed_credentials_replace_generated_ones_everywhere() {
     }
     // Only one provided: the rest is generated as usual.
     let partly = valid(&yaml.replace("    postgres: {secretName: vault-pg}\n    redis: {secretName: vault-redis}\n    grafana: {secretName: vault-grafana}\n", ""));
-    let names: Vec<String> = build::secrets::generate(&partly, &mut rand::rng())
+    let names: Vec<String> = desired::secrets::generate(&partly, &mut rand::rng())
         .iter()
         .map(|s| s.metadata.name.clone().unwrap())
         .collect();
@@ -768,7 +768,7 @@ fn every_string_that_would_read_back_as_another_type_is_quoted() {
         ..Default::default()
     };
     let mut text = String::new();
-    build::write_yaml(&mut text, &map);
+    desired::write_yaml(&mut text, &map);
     let back: std::collections::BTreeMap<String, String> =
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back, map, "{text}");
@@ -779,12 +779,12 @@ fn every_string_that_would_read_back_as_another_type_is_quoted() {
     }
 
     let mut listed = String::new();
-    build::write_yaml(&mut listed, &list);
+    desired::write_yaml(&mut listed, &list);
     let back: Vec<String> = serde_yaml::from_str(&listed).unwrap();
     assert_eq!(back, list, "{listed}");
 
     let mut object = String::new();
-    build::write_yaml(&mut object, &config_map);
+    desired::write_yaml(&mut object, &config_map);
     let back: k8s_openapi::api::core::v1::ConfigMap = serde_yaml::from_str(&object).unwrap();
     assert_eq!(back, config_map, "{object}");
 
@@ -844,7 +844,7 @@ fn kubectl_reads_the_tricky_strings_back_as_the_same_strings() {
         ..Default::default()
     };
     let mut text = String::new();
-    build::write_yaml(&mut text, &config_map);
+    desired::write_yaml(&mut text, &config_map);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tricky.yaml");
     std::fs::write(&file, &text).unwrap();
@@ -893,7 +893,7 @@ fn every_rendered_child_reads_back_as_the_applied_object() {
                     prometheus_operator_crds,
                     ..Default::default()
                 };
-                for child in build::build(&valid, &settings).children {
+                for child in desired::build(&valid, &settings).children {
                     let yaml = child.to_yaml();
                     let back: Value = serde_yaml::from_str(&yaml)
                         .unwrap_or_else(|e| panic!("{}: {e}\n{yaml}", file.display()));

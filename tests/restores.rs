@@ -8,12 +8,12 @@ mod support;
 
 use std::sync::Arc;
 
-use blocksight_operator::build::{self, BuildSettings, ChildKind};
+use blocksight_operator::controller::backup::BackupContext;
+use blocksight_operator::controller::restore as restores;
 use blocksight_operator::crd::{
     BlockSight, BlockSightBackup, BlockSightBackupSpec, BlockSightRestore, BlockSightRestoreSpec,
 };
-use blocksight_operator::reconcile::backups::BackupContext;
-use blocksight_operator::reconcile::restores;
+use blocksight_operator::desired::{self, BuildSettings, ChildKind};
 use blocksight_operator::validate;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
@@ -211,11 +211,11 @@ fn condition(status: &Value, kind: &str) -> (String, String) {
 
 /// The API Deployment as the controller would apply it, in the cache, with `replicas` pods.
 fn put_api(writers: &mut CacheWriters, bs: &BlockSight, serving: bool) {
-    let gates = build::Gates {
+    let gates = desired::Gates {
         api_serving: serving,
     };
     let valid = validate::validate(bs).unwrap();
-    for child in build::build_gated(&valid, &BuildSettings::default(), gates).children {
+    for child in desired::build_gated(&valid, &BuildSettings::default(), gates).children {
         if child.kind() == ChildKind::Deployment && child.name() == "dev-api" {
             writers.put(&child, true);
         }

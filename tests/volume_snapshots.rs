@@ -6,8 +6,8 @@ mod support;
 
 use std::sync::Arc;
 
-use blocksight_operator::build::{self, BuildSettings, Child, volume_snapshot};
 use blocksight_operator::crd::{BlockSight, SnapshotComponent};
+use blocksight_operator::desired::{self, BuildSettings, Child, volume_snapshot};
 use blocksight_operator::validate;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -37,7 +37,7 @@ fn ts(s: &str) -> Timestamp {
 
 fn statefulset_claims(bs: &BlockSight, name: &str) -> Vec<Value> {
     let valid = validate::validate(bs).expect("valid");
-    let children = build::build(&valid, &BuildSettings::default()).children;
+    let children = desired::build(&valid, &BuildSettings::default()).children;
     let set = children
         .iter()
         .find(|c| matches!(c, Child::StatefulSet(_)) && c.name() == name)
@@ -243,7 +243,7 @@ fn status_of(calls: &[Call]) -> Value {
         .expect("a status write")
 }
 
-fn clock(at: &str) -> blocksight_operator::reconcile::context::Clock {
+fn clock(at: &str) -> blocksight_operator::controller::shared::context::Clock {
     let at = ts(at);
     Arc::new(move || at)
 }

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Observation, ServiceState, is_significant};
-use crate::build::secrets::{self, key};
-use crate::build::{Component, bitcoind as bitcoind_builder, electrs as electrs_builder};
 use crate::crd::Network;
+use crate::desired::secrets::{self, key};
+use crate::desired::{Component, bitcoind as bitcoind_builder, electrs as electrs_builder};
 use crate::metrics::{ChainLabels, InstanceLabels, Metrics, ServiceLabels};
 use crate::probe::{self, BitcoindTarget, Bootstrap, ElectrsTarget, ProbeError};
 use crate::validate::{Postgres, ValidBlockSight};
@@ -95,7 +95,7 @@ impl ProbePlan {
                     host_port: format!(
                         "{}:{}",
                         host(Component::Postgres),
-                        crate::build::postgres::PORT
+                        crate::desired::postgres::PORT
                     ),
                     database: database.clone(),
                     secret: secrets::postgres_secret_name(bs),
@@ -106,7 +106,7 @@ impl ProbePlan {
                     database: database.clone(),
                 },
             },
-            redis_addr: format!("{}:{}", host(Component::Redis), crate::build::redis::PORT),
+            redis_addr: format!("{}:{}", host(Component::Redis), crate::desired::redis::PORT),
             redis_secret: secrets::redis_secret_name(bs),
             rotation: bs.rotation.clone(),
         }

@@ -30,7 +30,7 @@ pub enum ProbeTarget {
         /// RPC endpoint, e.g. http://mynode-bitcoind:8332.
         #[arg(long)]
         url: String,
-        #[arg(long, default_value = crate::build::secrets::RPC_USER)]
+        #[arg(long, default_value = crate::desired::secrets::RPC_USER)]
         user: String,
         #[command(flatten)]
         password: PasswordSource,

@@ -532,7 +532,7 @@ pub fn validate_with_cel(
         credentials: spec.credentials.clone(),
         rotation: bs
             .annotations()
-            .get(crate::build::secrets::ROTATE_ANNOTATION)
+            .get(crate::desired::secrets::ROTATE_ANNOTATION)
             .cloned(),
         volume_snapshots,
         backup,
@@ -598,10 +598,10 @@ fn check_backup(bs: &BlockSight, problems: &mut Vec<FieldError>) -> Option<Backu
     };
     let retention = match (&spec.retention, spec.keep_last) {
         (None, None) => Some(Some(
-            crate::backup::parse_age(DEFAULT_BACKUP_RETENTION).expect("a valid default"),
+            crate::retention::parse_age(DEFAULT_BACKUP_RETENTION).expect("a valid default"),
         )),
         (None, Some(_)) => Some(None),
-        (Some(text), _) => crate::backup::parse_age(text)
+        (Some(text), _) => crate::retention::parse_age(text)
             .map(Some)
             .map_err(|e| problem("spec.backup.retention", e))
             .ok(),

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use blocksight_operator::build::ChildKind;
 use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::ChildKind;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::Client;
 use kube::api::Api;

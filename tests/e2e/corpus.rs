@@ -160,9 +160,9 @@ async fn the_api_server_refuses_every_invalid_document_naming_the_field() {
     }
     // Nothing was built from an invalid spec.
     for kind in [
-        blocksight_operator::build::ChildKind::StatefulSet,
-        blocksight_operator::build::ChildKind::Deployment,
-        blocksight_operator::build::ChildKind::ConfigMap,
+        blocksight_operator::desired::ChildKind::StatefulSet,
+        blocksight_operator::desired::ChildKind::Deployment,
+        blocksight_operator::desired::ChildKind::ConfigMap,
     ] {
         let children: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &ns, &crate::resource_of(kind));

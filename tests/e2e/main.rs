@@ -20,8 +20,8 @@ mod leader;
 mod lifecycle;
 mod scaling;
 
-use blocksight_operator::build::{BuildSettings, Child, ChildKind};
 use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::{BuildSettings, Child, ChildKind};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 
@@ -69,8 +69,8 @@ pub fn desired_children(yaml: &str, namespace: &str) -> Vec<Child> {
     let mut bs: BlockSight = serde_yaml::from_str(yaml).expect("example parses");
     bs.metadata.namespace = Some(namespace.into());
     let valid = blocksight_operator::validate::validate(&bs).expect("example is valid");
-    let gates = blocksight_operator::build::Gates { api_serving: false };
-    blocksight_operator::build::build_gated(&valid, &BuildSettings::default(), gates).children
+    let gates = blocksight_operator::desired::Gates { api_serving: false };
+    blocksight_operator::desired::build_gated(&valid, &BuildSettings::default(), gates).children
 }
 
 /// `kubectl apply --server-side` of one BlockSight document into `namespace`.

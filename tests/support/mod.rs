@@ -5,15 +5,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blocksight_operator::build::{self, BuildSettings, Child, FIELD_MANAGER};
 use blocksight_operator::chain::poller::Poller;
-use blocksight_operator::crd::BlockSight;
-use blocksight_operator::metrics::Metrics;
-use blocksight_operator::reconcile::child_cache::{
+use blocksight_operator::controller::shared::child_cache::{
     ChildCache, ChildCacheWriter, VolumeClaimMeta, WorkloadMeta, child_cache,
 };
-use blocksight_operator::reconcile::context::empty_monitor_store;
-use blocksight_operator::reconcile::{Caches, Context, RecentWrites};
+use blocksight_operator::controller::shared::context::empty_monitor_store;
+use blocksight_operator::controller::{Caches, Context, RecentWrites};
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::{self, BuildSettings, Child, FIELD_MANAGER};
+use blocksight_operator::metrics::Metrics;
 use blocksight_operator::validate;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSet, StatefulSetStatus};
@@ -232,9 +232,9 @@ pub fn caches() -> (Caches, CacheWriters) {
     let (disruption_budgets, pd) = compact();
     let (ingresses, ing) = compact();
     // The scenario clusters have no prometheus-operator CRDs.
-    let service_monitors = empty_monitor_store(build::monitors::service_monitor_resource());
-    let pod_monitors = empty_monitor_store(build::monitors::pod_monitor_resource());
-    let mut vs = Writer::new(build::volume_snapshot::resource());
+    let service_monitors = empty_monitor_store(desired::monitors::service_monitor_resource());
+    let pod_monitors = empty_monitor_store(desired::monitors::pod_monitor_resource());
+    let mut vs = Writer::new(desired::volume_snapshot::resource());
     let volume_snapshots = vs.as_reader();
     vs.apply_watcher_event(&watcher::Event::Init);
     vs.apply_watcher_event(&watcher::Event::InitDone);
@@ -429,10 +429,10 @@ impl CacheWriters {
     /// Everything `bs` needs, as if a previous reconcile had applied it.
     pub fn converge(&mut self, bs: &BlockSight, ready: bool) {
         let valid = validate::validate(bs).expect("valid");
-        for child in build::build(&valid, &BuildSettings::default()).children {
+        for child in desired::build(&valid, &BuildSettings::default()).children {
             self.put(&child, ready);
         }
-        for secret in build::secrets::generate(&valid, &mut rand::rng()) {
+        for secret in desired::secrets::generate(&valid, &mut rand::rng()) {
             self.put_secret(secret.metadata.name.as_deref().unwrap(), &valid.namespace);
         }
     }
@@ -468,7 +468,7 @@ pub fn harness(caches: Caches, faults: Faults) -> Harness {
         caches,
         faults,
         true,
-        blocksight_operator::reconcile::context::system_clock(),
+        blocksight_operator::controller::shared::context::system_clock(),
     )
 }
 
@@ -477,7 +477,7 @@ pub fn harness_with(
     caches: Caches,
     faults: Faults,
     volume_snapshot_api: bool,
-    clock: blocksight_operator::reconcile::context::Clock,
+    clock: blocksight_operator::controller::shared::context::Clock,
 ) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
@@ -513,7 +513,7 @@ pub fn harness_with(
         failures: Default::default(),
         poller: Arc::new(Poller::manual(metrics.clone())),
         resync: std::time::Duration::from_secs(300),
-        reconcile_timeout: blocksight_operator::reconcile::RECONCILE_TIMEOUT,
+        reconcile_timeout: blocksight_operator::controller::RECONCILE_TIMEOUT,
         volume_snapshot_api,
         clock,
         warned_snapshots: Default::default(),
@@ -533,12 +533,13 @@ impl Harness {
     pub async fn reconcile(
         &self,
         bs: &BlockSight,
-    ) -> Result<kube::runtime::controller::Action, blocksight_operator::reconcile::Error> {
+    ) -> Result<kube::runtime::controller::Action, blocksight_operator::controller::blocksight::Error>
+    {
         *self.primary.lock().unwrap() = Some(serde_json::to_value(bs).unwrap());
         let guard = Arc::new(kube::core::DeserializeGuard(Ok(bs.clone())));
         tokio::time::timeout(
             Duration::from_secs(5),
-            blocksight_operator::reconcile::reconcile(guard, self.ctx.clone()),
+            blocksight_operator::controller::blocksight::reconcile(guard, self.ctx.clone()),
         )
         .await
         .expect("reconcile finished within 5 s")
@@ -599,33 +600,33 @@ pub fn synced_observation(electrs: bool) -> blocksight_operator::chain::Observat
 }
 
 /// The REST path of a namespaced child in namespace `default`.
-pub fn child_path(kind: blocksight_operator::build::ChildKind, name: &str) -> String {
+pub fn child_path(kind: blocksight_operator::desired::ChildKind, name: &str) -> String {
     let (prefix, plural) = match kind {
-        blocksight_operator::build::ChildKind::ConfigMap => ("/api/v1", "configmaps"),
-        blocksight_operator::build::ChildKind::Service => ("/api/v1", "services"),
-        blocksight_operator::build::ChildKind::NetworkPolicy => {
+        blocksight_operator::desired::ChildKind::ConfigMap => ("/api/v1", "configmaps"),
+        blocksight_operator::desired::ChildKind::Service => ("/api/v1", "services"),
+        blocksight_operator::desired::ChildKind::NetworkPolicy => {
             ("/apis/networking.k8s.io/v1", "networkpolicies")
         }
-        blocksight_operator::build::ChildKind::ServiceAccount => ("/api/v1", "serviceaccounts"),
-        blocksight_operator::build::ChildKind::PersistentVolumeClaim => {
+        blocksight_operator::desired::ChildKind::ServiceAccount => ("/api/v1", "serviceaccounts"),
+        blocksight_operator::desired::ChildKind::PersistentVolumeClaim => {
             ("/api/v1", "persistentvolumeclaims")
         }
-        blocksight_operator::build::ChildKind::CronJob => ("/apis/batch/v1", "cronjobs"),
-        blocksight_operator::build::ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
-        blocksight_operator::build::ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
-        blocksight_operator::build::ChildKind::HorizontalPodAutoscaler => {
+        blocksight_operator::desired::ChildKind::CronJob => ("/apis/batch/v1", "cronjobs"),
+        blocksight_operator::desired::ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
+        blocksight_operator::desired::ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
+        blocksight_operator::desired::ChildKind::HorizontalPodAutoscaler => {
             ("/apis/autoscaling/v2", "horizontalpodautoscalers")
         }
-        blocksight_operator::build::ChildKind::PodDisruptionBudget => {
+        blocksight_operator::desired::ChildKind::PodDisruptionBudget => {
             ("/apis/policy/v1", "poddisruptionbudgets")
         }
-        blocksight_operator::build::ChildKind::Ingress => {
+        blocksight_operator::desired::ChildKind::Ingress => {
             ("/apis/networking.k8s.io/v1", "ingresses")
         }
-        blocksight_operator::build::ChildKind::ServiceMonitor => {
+        blocksight_operator::desired::ChildKind::ServiceMonitor => {
             ("/apis/monitoring.coreos.com/v1", "servicemonitors")
         }
-        blocksight_operator::build::ChildKind::PodMonitor => {
+        blocksight_operator::desired::ChildKind::PodMonitor => {
             ("/apis/monitoring.coreos.com/v1", "podmonitors")
         }
     };

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use blocksight_operator::build::{self, BuildSettings, ChildKind, Gates, SPEC_HASH_ANNOTATION};
 use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::{self, BuildSettings, ChildKind, Gates, SPEC_HASH_ANNOTATION};
 use blocksight_operator::validate;
 use serde_json::Value;
 
@@ -65,7 +65,7 @@ impl Expected {
 pub fn expected(blocksight: &Value, settings: &BuildSettings) -> Result<Expected, String> {
     let bs: BlockSight = serde_json::from_value(blocksight.clone()).map_err(|e| e.to_string())?;
     let valid = validate::validate(&bs).map_err(|e| e.to_string())?;
-    let desired = build::build_gated(&valid, settings, Gates { api_serving: false });
+    let desired = desired::build_gated(&valid, settings, Gates { api_serving: false });
     let children = desired
         .children
         .iter()
@@ -75,7 +75,7 @@ pub fn expected(blocksight: &Value, settings: &BuildSettings) -> Result<Expected
             hash: c.spec_hash().to_owned(),
         })
         .collect();
-    let secrets = build::secrets::generate(&valid, &mut rand::rng())
+    let secrets = desired::secrets::generate(&valid, &mut rand::rng())
         .into_iter()
         .filter_map(|s| s.metadata.name)
         .collect();

@@ -24,7 +24,7 @@ use std::time::Duration;
 use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
 use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, FakeApiServer, Latency, Verb};
-use blocksight_operator::build::BuildSettings;
+use blocksight_operator::desired::BuildSettings;
 use tokio::time::Instant;
 
 const NAMESPACE: &str = "default";

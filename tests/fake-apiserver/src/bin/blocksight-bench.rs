@@ -16,8 +16,8 @@ use anyhow::{Context as _, bail};
 use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
 use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, Counts, FakeApiServer, RequestRecord, Subresource, Verb};
-use blocksight_operator::build::BuildSettings;
 use blocksight_operator::cli::{OutputFormat, RenderOptions, Rendering, render};
+use blocksight_operator::desired::BuildSettings;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -199,7 +199,7 @@ fn render_throughput(seconds: f64) -> anyhow::Result<Value> {
 
 /// Where `render`'s time goes, per BlockSight: each stage of it timed on its own.
 fn render_stages(seconds: f64) -> anyhow::Result<Value> {
-    use blocksight_operator::{build, cli, validate};
+    use blocksight_operator::{cli, desired, validate};
     let doc = serde_yaml::to_string(&regtest_blocksight("dev"))?;
     let settings = BuildSettings::default();
     // Milliseconds per call of `stage`, run for `seconds`.
@@ -218,11 +218,11 @@ fn render_stages(seconds: f64) -> anyhow::Result<Value> {
     let parse = || -> Value { serde_yaml::from_str(&doc).expect("YAML") };
     let bs = cli::parse_blocksight(parse()).map_err(anyhow::Error::msg)?;
     let valid = validate::validate(&bs).map_err(anyhow::Error::msg)?;
-    let desired = build::build(&valid, &settings);
+    let desired = desired::build(&valid, &settings);
     let values: Vec<Value> = desired
         .children
         .iter()
-        .map(build::Child::to_value)
+        .map(desired::Child::to_value)
         .collect();
     let mut sizes: Vec<(usize, String)> = values
         .iter()
@@ -238,15 +238,16 @@ fn render_stages(seconds: f64) -> anyhow::Result<Value> {
         .take(3)
         .map(|(bytes, child)| json!({"child": child, "bytes": bytes}))
         .collect();
-    let mut by_size: Vec<(&Value, &build::Child)> = values.iter().zip(&desired.children).collect();
+    let mut by_size: Vec<(&Value, &desired::Child)> =
+        values.iter().zip(&desired.children).collect();
     by_size.sort_by_key(|(v, _)| std::cmp::Reverse(v.to_string().len()));
-    let largest_two: Vec<(&Value, &build::Child)> = by_size.into_iter().take(2).collect();
+    let largest_two: Vec<(&Value, &desired::Child)> = by_size.into_iter().take(2).collect();
     let mut sink = 0usize;
     let stages = json!({
         "parse_yaml": time(&mut || sink += parse().as_object().map_or(0, |o| o.len())),
         "validate": time(&mut || sink += usize::from(validate::validate(&bs).is_ok())),
-        "build_and_hash": time(&mut || sink += build::build(&valid, &settings).children.len()),
-        "to_json_values": time(&mut || sink += desired.children.iter().map(build::Child::to_value).count()),
+        "build_and_hash": time(&mut || sink += desired::build(&valid, &settings).children.len()),
+        "to_json_values": time(&mut || sink += desired.children.iter().map(desired::Child::to_value).count()),
         // As `render -o yaml` does: each typed child straight into one string (serde-saphyr).
         "serialize_yaml": time(&mut || {
             let mut yaml = String::new();
@@ -259,7 +260,7 @@ fn render_stages(seconds: f64) -> anyhow::Result<Value> {
         "serialize_json": time(&mut || sink += values.iter().map(|v| serde_json::to_string_pretty(v).expect("JSON").len()).sum::<usize>()),
         // The part of the above spent on the two largest children: hashing (as the build
         // stamps each child) and serializing them.
-        "largest_two_hash": time(&mut || sink += largest_two.iter().map(|(v, _)| build::meta::digest(v.to_string().as_bytes()).len()).sum::<usize>()),
+        "largest_two_hash": time(&mut || sink += largest_two.iter().map(|(v, _)| desired::meta::digest(v.to_string().as_bytes()).len()).sum::<usize>()),
         "largest_two_serialize_yaml": time(&mut || sink += largest_two.iter().map(|(_, c)| c.to_yaml().len()).sum::<usize>()),
         "children": values.len(),
         "largest_children_bytes": largest,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
 use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, Counts, FakeApiServer};
-use blocksight_operator::build::BuildSettings;
+use blocksight_operator::desired::BuildSettings;
 use blocksight_operator::run::{RunConfig, run};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -59,7 +59,7 @@ pub async fn fake() -> Harness {
         fake,
         operator: None,
         kubeconfig,
-        reconcile_timeout: blocksight_operator::reconcile::RECONCILE_TIMEOUT,
+        reconcile_timeout: blocksight_operator::controller::RECONCILE_TIMEOUT,
     }
 }
 

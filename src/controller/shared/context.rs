@@ -15,10 +15,12 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::child_cache::{ChildCache, ChildMeta, VolumeClaimMeta, WorkloadMeta};
-use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::build::{BuildSettings, ChildKind};
+use crate::controller::shared::child_cache::{
+    ChildCache, ChildMeta, VolumeClaimMeta, WorkloadMeta,
+};
 use crate::crd::SnapshotComponent;
+use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
+use crate::desired::{BuildSettings, ChildKind};
 use crate::metrics::Metrics;
 
 /// Read-only views of the children the operator watches. Workloads are cached whole (minus
@@ -193,7 +195,7 @@ impl Caches {
         blocksight: &str,
         component: SnapshotComponent,
     ) -> Vec<Arc<DynamicObject>> {
-        let workload = crate::build::volume_snapshot::component(component);
+        let workload = crate::desired::volume_snapshot::component(component);
         self.volume_snapshots
             .state()
             .into_iter()
@@ -207,7 +209,7 @@ impl Caches {
                         .map(String::as_str)
                         == Some(workload.as_str())
                     && labels
-                        .get(crate::build::volume_snapshot::SCHEDULED_LABEL)
+                        .get(crate::desired::volume_snapshot::SCHEDULED_LABEL)
                         .map(String::as_str)
                         == Some("true")
             })
@@ -729,8 +731,11 @@ mod tests {
     use super::*;
 
     fn blocksight(generation: i64, api_replicas: i32) -> crate::crd::BlockSight {
-        let mut bs: crate::crd::BlockSight =
-            serde_yaml::from_str(include_str!("../../examples/regtest.yaml")).unwrap();
+        let mut bs: crate::crd::BlockSight = serde_yaml::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/regtest.yaml"
+        )))
+        .unwrap();
         bs.metadata.namespace = Some("default".into());
         bs.metadata.uid = Some("uid-1".into());
         bs.metadata.generation = Some(generation);
@@ -758,7 +763,7 @@ mod tests {
         assert_eq!(memo.validate(&rotated).unwrap().rotation, None);
         rotated.metadata.annotations = Some(
             [(
-                crate::build::secrets::ROTATE_ANNOTATION.to_owned(),
+                crate::desired::secrets::ROTATE_ANNOTATION.to_owned(),
                 "r1".to_owned(),
             )]
             .into(),

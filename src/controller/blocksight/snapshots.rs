@@ -18,12 +18,12 @@ use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info};
 
-use super::context::{Context, Versions};
-use super::error::SnapshotError;
-use crate::build::FIELD_MANAGER;
-use crate::build::meta::Component;
-use crate::build::volume_snapshot;
+use crate::controller::error::SnapshotError;
+use crate::controller::shared::context::{Context, Versions};
 use crate::crd::{BlockSightStatus, SnapshotComponent, VolumeSnapshotStatus};
+use crate::desired::FIELD_MANAGER;
+use crate::desired::meta::Component;
+use crate::desired::volume_snapshot;
 use crate::schedule::Schedule;
 use crate::validate::ValidBlockSight;
 
@@ -332,7 +332,7 @@ pub async fn run(
     (report, error)
 }
 
-/// Marks a recent delete in [`super::context::RecentWrites`].
+/// Marks a recent delete in [`crate::controller::shared::context::RecentWrites`].
 const DELETED: &str = "<deleted>";
 
 /// Whether the component's first pod runs (so its claim exists and holds data).

@@ -12,7 +12,7 @@
 //!
 //! The writer takes kube's watcher events, so the watch streams (and their triggers of the
 //! controller) are kube's own; readiness is a `watch` channel that any number of tasks may
-//! wait on (kube's `Store::wait_until_ready` wakes only one, see [`super::context::Listed`]).
+//! wait on (kube's `Store::wait_until_ready` wakes only one, see [`crate::controller::shared::context::Listed`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 use kube::Resource;
 use kube::runtime::watcher;
 
-use super::drift;
-use crate::build::{FIELD_MANAGER, SPEC_HASH_ANNOTATION};
+use crate::controller::shared::drift;
+use crate::desired::{FIELD_MANAGER, SPEC_HASH_ANNOTATION};
 
 /// What the cache keeps of one object.
 #[derive(Clone, Debug, Default, PartialEq)]

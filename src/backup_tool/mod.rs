@@ -35,7 +35,7 @@ pub use dump::{DumpRequest, dump};
 pub use error::{BackupError, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 pub use manifest::{Listed, MANIFEST_FILE, Manifest, validate_backup_name};
 pub use pg::{PgServer, PgSettings};
-pub use prune::{DeleteReport, PrunePolicy, PruneReport, delete_backup, keep, parse_age, prune};
+pub use prune::{DeleteReport, PrunePolicy, PruneReport, delete_backup, prune};
 pub use restore::{
     BackupRef, Mismatch, RestoreReport, RestoreRequest, VerifyReport, restore, verify,
 };

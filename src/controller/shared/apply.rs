@@ -16,18 +16,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
-use super::child_cache::{ClaimTemplate, WorkloadMeta};
-use super::context::{Context, Versions};
-use super::drift;
-use super::error::{ApplyError, CredentialsError};
-use crate::build::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::build::secrets::{ROTATION_ANNOTATION, key};
-use crate::build::{Child, ChildKind, Desired, FIELD_MANAGER};
+use crate::controller::error::{ApplyError, CredentialsError};
+use crate::controller::shared::child_cache::{ClaimTemplate, WorkloadMeta};
+use crate::controller::shared::context::{Context, Versions};
+use crate::controller::shared::drift;
+use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
+use crate::desired::secrets::{ROTATION_ANNOTATION, key};
+use crate::desired::{Child, ChildKind, Desired, FIELD_MANAGER};
 use crate::validate::parse_quantity;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-/// Marks a recent delete in [`super::context::RecentWrites`].
+/// Marks a recent delete in [`crate::controller::shared::context::RecentWrites`].
 const DELETED: &str = "<deleted>";
 
 /// What the apply step did.

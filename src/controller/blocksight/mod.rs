@@ -1,33 +1,19 @@
 //! The reconcile pipeline for one BlockSight:
 //!
 //! 1. validate ([`crate::validate`], pure) the spec into a `ValidBlockSight`;
-//! 2. build ([`crate::build`], pure) the desired children;
+//! 2. build ([`crate::desired`], pure) the desired children;
 //! 3. apply ([`apply`]): create missing credentials, server-side apply what differs from
 //!    the watch caches (config before workloads), prune what is no longer desired;
 //! 4. status ([`status`]): compute from what was applied and what workloads report, and
 //!    write it only when it changed.
-//!
-//! Nothing here reads the API server: every decision comes from the watch caches, so a
-//! BlockSight that already matches the cluster costs no request. Each step that writes is
-//! bounded by the reconcile timeout ([`RECONCILE_TIMEOUT`] by default): a server that stops
-//! answering fails the step with category `timeout`, retried with backoff.
 
-pub mod apply;
 pub mod backup_status;
-pub mod backups;
-pub mod child_cache;
-pub mod context;
-pub mod drift;
-pub mod error;
-pub mod jobs;
-pub mod restores;
 pub mod snapshots;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -35,25 +21,18 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-pub use context::{Caches, Context, RecentWrites};
-pub use error::Error;
-use error::{Step, TimeoutError};
+use crate::controller::backup as backups;
+pub use crate::controller::error::Error;
+use crate::controller::error::Step;
+use crate::controller::shared::{apply, context};
+use crate::controller::{Context, backoff, bounded, second_precision};
 
-use crate::build::{self, secrets};
 use crate::chain::Observation;
 use crate::chain::poller::ProbePlan;
 use crate::crd::{BlockSight, BlockSightStatus};
+use crate::desired::{self, secrets};
 use crate::validate;
 use status::Outcome;
-
-/// How often a converged BlockSight is looked at again by default (from the caches: costs
-/// nothing).
-pub const RESYNC: Duration = Duration::from_secs(300);
-
-/// How long a reconcile step may wait on the API server by default. A healthy server answers
-/// a whole BlockSight's applies in well under a second; this only catches one that stopped
-/// answering, without failing a merely slow one.
-pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Drop what the operator holds about a BlockSight that is being deleted or is gone: its
 /// chain probes, its metric series (a deleted instance must not keep reporting a phase)
@@ -66,20 +45,6 @@ pub fn forget(ctx: &Context, namespace: &str, name: &str, uid: &str) {
     ctx.pruned.forget(uid);
     ctx.validated.forget(namespace, name);
     ctx.failures.lock().expect("not poisoned").remove(&key);
-}
-
-/// Run `step` under the reconcile timeout.
-async fn bounded<T>(
-    ctx: &Context,
-    step: Step,
-    future: impl std::future::Future<Output = T>,
-) -> Result<T, TimeoutError> {
-    tokio::time::timeout(ctx.reconcile_timeout, future)
-        .await
-        .map_err(|_| TimeoutError {
-            step,
-            after: ctx.reconcile_timeout,
-        })
 }
 
 /// Reconcile one BlockSight. See the module documentation for the steps.
@@ -285,14 +250,14 @@ async fn apply_pipeline(
     // Once serving, the API keeps serving: a database hiccup must not scale it to zero.
     let serving = ctx
         .caches
-        .deployment(namespace, &build::Component::Api.child_name(valid))
+        .deployment(namespace, &desired::Component::Api.child_name(valid))
         .is_some_and(|d| d.replicas.unwrap_or(1) > 0);
     // A restore replaces the database under the API: it serves nobody meanwhile.
-    let gates = build::Gates {
+    let gates = desired::Gates {
         api_serving: !facts.hold_api()
             && (serving || (observed.database_ready() && observed.cache_ready())),
     };
-    let desired = build::build_gated(valid, &ctx.settings, gates);
+    let desired = desired::build_gated(valid, &ctx.settings, gates);
     let mut result = bounded(ctx, Step::Apply, apply_all(ctx, bs, valid, &desired))
         .await
         .unwrap_or_else(|timeout| Err(timeout.into()));
@@ -336,7 +301,7 @@ async fn apply_all(
     ctx: &Context,
     bs: &BlockSight,
     valid: &validate::ValidBlockSight,
-    desired: &build::Desired,
+    desired: &desired::Desired,
 ) -> Result<(), Error> {
     // Only what the operator generates: Secrets the user provides are never written.
     let names = secrets::generated_names(valid);
@@ -414,15 +379,6 @@ async fn start_restore_from(
     ctx.recent_writes
         .record("Job", &valid.namespace, &name, "", versions);
     Ok(())
-}
-
-/// Now, at the second precision of Kubernetes timestamps.
-pub(crate) fn now() -> Time {
-    second_precision(jiff::Timestamp::now())
-}
-
-fn second_precision(now: jiff::Timestamp) -> Time {
-    Time(jiff::Timestamp::from_second(now.as_second()).expect("in range"))
 }
 
 /// Events for the condition changes a user cares about (only on transitions, so a steady
@@ -562,12 +518,6 @@ pub fn error_policy(
     Action::requeue(backoff(attempts))
 }
 
-/// 5 s, 10 s, 20 s … capped at 5 minutes.
-pub fn backoff(attempts: u32) -> Duration {
-    let seconds = 5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
-    Duration::from_secs(seconds.min(300))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,11 +534,5 @@ mod tests {
         let far = "2026-12-06T04:00:00Z".parse().unwrap();
         assert_eq!(requeue_after(resync, now, Some(far)), resync);
         assert_eq!(requeue_after(resync, now, None), resync);
-    }
-
-    #[test]
-    fn backoff_doubles_from_five_seconds_to_five_minutes() {
-        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
     }
 }

@@ -1,7 +1,7 @@
 //! One error type per pipeline step. Each error's category is the Event reason and the
 //! `category` label of `blocksight_reconcile_failures_total`.
 
-use crate::build::ChildKind;
+use crate::desired::ChildKind;
 use crate::validate::InvalidSpec;
 
 /// Creating a generated credentials Secret failed.
@@ -127,7 +127,7 @@ pub enum Error {
     Timeout(#[from] TimeoutError),
     /// Creating the BlockSightBackup of a scheduled Job, or deleting one out of retention.
     #[error(transparent)]
-    Backup(#[from] super::backups::BackupControllerError),
+    Backup(#[from] crate::controller::backup::BackupControllerError),
 }
 
 impl Error {

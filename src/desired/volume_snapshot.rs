@@ -1,5 +1,5 @@
 //! VolumeSnapshots (snapshot.storage.k8s.io/v1) of the chain data volumes. Not children:
-//! the operator creates one per schedule slot (see [`crate::reconcile::snapshots`]) and
+//! the operator creates one per schedule slot (see [`crate::controller::blocksight::snapshots`]) and
 //! never applies or updates them, so `render` does not show them.
 
 use std::collections::BTreeMap;

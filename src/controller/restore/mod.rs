@@ -26,14 +26,14 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::backups::{BackupContext, BackupControllerError, TRIGGER_LABEL, apply_job};
-use super::jobs::JobState;
-use crate::build::FIELD_MANAGER;
-use crate::build::backup::{self as builder, Purpose, RESTORE_LABEL, Task};
+use crate::controller::backup::{BackupContext, BackupControllerError, TRIGGER_LABEL, apply_job};
+use crate::controller::shared::jobs::JobState;
 use crate::crd::{
     BackupPhase, BlockSightBackup, BlockSightBackupSpec, BlockSightRestore,
     BlockSightRestoreStatus, RestorePhase,
 };
+use crate::desired::FIELD_MANAGER;
+use crate::desired::backup::{self as builder, Purpose, RESTORE_LABEL, Task};
 use crate::validate::ValidBlockSight;
 
 pub fn safety_backup_name(restore: &str) -> String {
@@ -97,7 +97,7 @@ fn finish(
 pub fn plan(
     bsr: &BlockSightRestore,
     observed: &Observed<'_>,
-    settings: &crate::build::BuildSettings,
+    settings: &crate::desired::BuildSettings,
 ) -> Plan {
     let name = bsr.name_any();
     let previous = bsr.status.clone().unwrap_or_default();
@@ -368,7 +368,7 @@ pub async fn reconcile(
         ),
         api_pods,
         other_active,
-        now: super::now(),
+        now: crate::controller::now(),
     };
     let plan = plan(&bsr, &observed, &ctx.settings);
     let reference = bsr.object_ref(&());

@@ -705,7 +705,7 @@ spec:
         let init = &pod.init_containers.as_ref().unwrap()[0];
         assert_eq!(
             init.image.as_deref(),
-            Some(crate::build::DEFAULT_OPERATOR_IMAGE)
+            Some(crate::desired::DEFAULT_OPERATOR_IMAGE)
         );
     }
 

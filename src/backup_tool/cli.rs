@@ -58,13 +58,13 @@ pub enum BackupCommand {
     /// it; the newest is always kept), and orphans older than the grace period.
     Prune {
         /// Keep backups younger than this, e.g. 30d, 720h.
-        #[arg(long, value_parser = super::parse_age)]
+        #[arg(long, value_parser = crate::retention::parse_age)]
         retention: Option<std::time::Duration>,
         /// Keep the N newest backups.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         keep_last: Option<u32>,
         /// Archives without a manifest younger than this may be uploads in progress.
-        #[arg(long, default_value = "1h", value_parser = super::parse_age)]
+        #[arg(long, default_value = "1h", value_parser = crate::retention::parse_age)]
         orphan_grace: std::time::Duration,
         /// Print what would be deleted, delete nothing.
         #[arg(long)]

@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use super::child_cache::{ClaimTemplate, VolumeClaimMeta, WorkloadMeta};
+use crate::controller::shared::child_cache::{ClaimTemplate, VolumeClaimMeta, WorkloadMeta};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::error::StatusError;
-use crate::build::{Child, FIELD_MANAGER};
 use crate::chain::{CACHE_READY, CHAIN_SYNCED, DATABASE_READY, INDEX_SYNCED, Observation};
+use crate::controller::error::StatusError;
 use crate::crd::{BlockSight, BlockSightStatus, ComponentStatus, Phase, VolumeStatus};
+use crate::desired::{Child, FIELD_MANAGER};
 use crate::validate::InvalidSpec;
 
 pub const READY: &str = "Ready";

@@ -8,12 +8,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use super::jobs::{JobState, job_state, pods_of};
-use crate::build::backup::{self as builder, INSTANCE_LABEL, PURPOSE_LABEL, Purpose, Task};
+use crate::controller::shared::jobs::{JobState, job_state, pods_of};
 use crate::crd::{
     BackupFailure, BackupPhase, BackupRecord, BackupStatus, BlockSightBackup, BlockSightStatus,
     VerificationRecord,
 };
+use crate::desired::backup::{self as builder, INSTANCE_LABEL, PURPOSE_LABEL, Purpose, Task};
 use crate::metrics::{InstanceLabels, Metrics};
 use crate::validate::ValidBlockSight;
 
@@ -66,7 +66,7 @@ impl Facts {
 
 /// Read the facts about `bs` from the caches.
 pub fn observe(
-    ctx: &super::Context,
+    ctx: &crate::controller::Context,
     bs: &ValidBlockSight,
     status: Option<&BlockSightStatus>,
 ) -> Facts {
@@ -165,7 +165,7 @@ pub fn restore_from_job(
     facts: &Facts,
     database_ready: bool,
     source_blocksight: Option<&str>,
-    settings: &crate::build::BuildSettings,
+    settings: &crate::desired::BuildSettings,
 ) -> Option<Job> {
     let (RestoreFrom::Pending { job: None }, Some(from), Some(config)) =
         (&facts.restore_from, &bs.restore_from, &bs.backup)

@@ -21,11 +21,11 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::context::Context;
-use super::jobs::{JobState, job_state, pods_of};
-use crate::build::FIELD_MANAGER;
-use crate::build::backup::{self as builder, BACKUP_LABEL, Purpose, Task};
+use crate::controller::shared::context::Context;
+use crate::controller::shared::jobs::{JobState, job_state, pods_of};
 use crate::crd::{BackupPhase, BlockSight, BlockSightBackup, BlockSightBackupStatus};
+use crate::desired::FIELD_MANAGER;
+use crate::desired::backup::{self as builder, BACKUP_LABEL, Purpose, Task};
 use crate::validate::{self, ValidBlockSight};
 
 /// Kept on every BlockSightBackup until its data is deleted.
@@ -128,7 +128,7 @@ fn follow(
 pub fn plan(
     bsb: &BlockSightBackup,
     observed: &Observed<'_>,
-    settings: &crate::build::BuildSettings,
+    settings: &crate::desired::BuildSettings,
 ) -> Plan {
     let name = bsb.name_any();
     let previous = bsb.status.clone().unwrap_or_default();
@@ -443,7 +443,7 @@ pub async fn reconcile(
             &builder::delete_job_name(&name),
             Purpose::Delete.as_str(),
         ),
-        now: super::now(),
+        now: crate::controller::now(),
     };
     let plan = plan(&bsb, &observed, &ctx.settings);
     let api: Api<BlockSightBackup> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -568,7 +568,7 @@ pub async fn adopt_scheduled(
             Err(kube::Error::Api(e)) if e.code == 409 => None,
             Err(e) => return Err(kube_err("creating", "BlockSightBackup", &bsb_name)(e)),
         };
-        let versions = super::context::Versions {
+        let versions = crate::controller::shared::context::Versions {
             before: None,
             after,
         };
@@ -617,7 +617,7 @@ pub fn out_of_policy(
         .collect();
     completed.sort_by_key(|b| std::cmp::Reverse((backup_time(b), b.name_any())));
     let times: Vec<Option<jiff::Timestamp>> = completed.iter().map(|b| backup_time(b)).collect();
-    let keep = crate::backup::keep(&times, policy.retention, policy.keep_last, now);
+    let keep = crate::retention::keep(&times, policy.retention, policy.keep_last, now);
     let oldest_kept = completed
         .iter()
         .zip(&keep)
@@ -714,7 +714,7 @@ pub async fn apply_retention(
                 ));
             }
         }
-        let versions = super::context::Versions {
+        let versions = crate::controller::shared::context::Versions {
             before: cached_version,
             after: None,
         };
