@@ -14,6 +14,7 @@ pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod metrics;
+pub mod names;
 pub mod probe;
 pub mod rbac;
 pub mod retention;

@@ -41,13 +41,15 @@ use crate::controller::shared::child_cache::{
 };
 use crate::controller::shared::context::{empty_monitor_store, system_clock};
 use crate::controller::shared::drift;
-use crate::controller::shared::jobs::JOB_NAME_LABEL;
 use crate::controller::{Caches, Context, RecentWrites};
 use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
-use crate::desired::backup::{BACKUP_LABEL, INSTANCE_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
 use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::desired::{BuildSettings, FIELD_MANAGER, meta::MANAGED_BY, secrets, volume_snapshot};
+use crate::desired::{BuildSettings, volume_snapshot};
 use crate::metrics::Metrics;
+use crate::names::{
+    BACKUP_LABEL, FIELD_MANAGER, INSTANCE_LABEL, JOB_NAME_LABEL, MANAGED_BY, PURPOSE_LABEL,
+    RESTORE_LABEL,
+};
 
 /// Settings of `blocksight run`.
 #[derive(Clone, Debug)]
@@ -457,7 +459,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (secrets, writer) = reflector::store();
     let secret_events = watcher(scoped::<Secret>(&client, ns), children.clone())
         .default_backoff()
-        .modify(|s: &mut Secret| slim(&mut s.metadata, &[secrets::ROTATION_ANNOTATION]))
+        .modify(|s: &mut Secret| slim(&mut s.metadata, &[crate::names::ROTATION_ANNOTATION]))
         .reflect(writer)
         .touched_objects();
     let (services, service_events) = metadata_reflector::<Service>(&client, ns, &children);

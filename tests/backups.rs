@@ -6,8 +6,6 @@ mod support;
 
 use std::sync::Arc;
 
-use blocksight_operator::controller::backup::{self as backups, BackupContext, FINALIZER};
-use blocksight_operator::crd::{BlockSight, BlockSightBackup, BlockSightBackupSpec};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
@@ -18,6 +16,10 @@ use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::json;
 use support::{Call, Harness, blocksight, caches, harness};
+
+use blocksight_operator::controller::backup::{self as backups, BackupContext};
+use blocksight_operator::crd::{BlockSight, BlockSightBackup, BlockSightBackupSpec};
+use blocksight_operator::names::FINALIZER;
 
 const REGTEST: &str = include_str!("../examples/regtest.yaml");
 const BSB_PATH: &str = "/apis/blocksight.live/v1alpha1/namespaces/default/blocksightbackups";

@@ -18,20 +18,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::meta::{self, MANAGED_BY};
+use super::meta;
 use super::secrets::{self, key};
 use super::workload::{container, empty_dir, env, env_from_secret, mount, non_empty};
 use super::{BuildSettings, Child, postgres};
+use crate::names::{BACKUP_LABEL, INSTANCE_LABEL, MANAGED_BY, PURPOSE_LABEL, RESTORE_LABEL};
 use crate::validate::{Backup, BackupTarget, Postgres, ValidBlockSight, defaults};
 
-/// What a backup Job does; also its label value.
-pub const PURPOSE_LABEL: &str = "blocksight.live/purpose";
-/// On Jobs made for one BlockSightBackup (on demand, safety, delete): its name.
-pub const BACKUP_LABEL: &str = "blocksight.live/backup";
-/// On Jobs made for one BlockSightRestore: its name.
-pub const RESTORE_LABEL: &str = "blocksight.live/restore";
-/// The BlockSight a backup Job belongs to (the instance label, repeated for selectors).
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// The component label value of every backup object.
 pub const COMPONENT: &str = "backup";
 /// Where the init container installs the binary.

@@ -9,16 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sha2::{Digest, Sha256};
 
 use crate::crd::DeletionPolicy;
+use crate::names::MANAGED_BY;
 use crate::validate::ValidBlockSight;
-
-/// The one field manager of every server-side apply the operator sends.
-pub const FIELD_MANAGER: &str = "blocksight-operator";
-/// `app.kubernetes.io/managed-by` value on every child.
-pub const MANAGED_BY: &str = "blocksight-operator";
-/// Hash of the applied object; tells the controller whether the cluster already matches.
-pub const SPEC_HASH_ANNOTATION: &str = "blocksight.live/spec-hash";
-/// Hash of a pod's configuration; a change rolls the pods.
-pub const CONFIG_HASH_ANNOTATION: &str = "blocksight.live/config-hash";
 
 /// The components of a BlockSight, as named in labels and child names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -28,10 +28,10 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::api::{DynamicObject, ObjectMeta};
+pub use meta::Component;
 use serde_json::Value;
 
-pub use meta::{Component, FIELD_MANAGER, SPEC_HASH_ANNOTATION};
-
+use crate::names::SPEC_HASH_ANNOTATION;
 use crate::validate::ValidBlockSight;
 
 /// Settings of the operator deployment that shape what it builds.

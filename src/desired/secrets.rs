@@ -15,13 +15,8 @@ use rand::{CryptoRng, Rng};
 use sha2::Sha256;
 
 use super::meta::{self, Component};
+use crate::names::ROTATION_ANNOTATION;
 use crate::validate::{Postgres, ValidBlockSight};
-
-/// Annotation on a BlockSight: set (or change) it to rotate the generated credentials.
-pub const ROTATE_ANNOTATION: &str = "blocksight.live/rotate-credentials";
-/// Annotation on generated Secrets and on their consumers' pod templates: the rotation they
-/// carry (a new value rolls the pods onto the new credentials).
-pub const ROTATION_ANNOTATION: &str = "blocksight.live/credentials-rotation";
 
 /// The RPC user every BlockSight client (electrs, API, operator) authenticates as.
 pub const RPC_USER: &str = "blocksight";

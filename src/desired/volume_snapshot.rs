@@ -11,15 +11,12 @@ use serde_json::json;
 
 use super::meta::{self, Component};
 use crate::crd::SnapshotComponent;
+use crate::names::{SCHEDULED_LABEL, SLOT_ANNOTATION};
 use crate::validate::{ValidBlockSight, VolumeSnapshots};
 
 pub const GROUP: &str = "snapshot.storage.k8s.io";
 pub const VERSION: &str = "v1";
 pub const KIND: &str = "VolumeSnapshot";
-/// Marks the snapshots the operator schedules (and selects its watch).
-pub const SCHEDULED_LABEL: &str = "blocksight.live/scheduled-snapshot";
-/// The schedule slot (RFC 3339, UTC) a snapshot was taken for.
-pub const SLOT_ANNOTATION: &str = "blocksight.live/snapshot-slot";
 
 pub fn resource() -> ApiResource {
     ApiResource {
@@ -35,7 +32,7 @@ pub fn resource() -> ApiResource {
 pub fn watch_selector() -> String {
     format!(
         "app.kubernetes.io/managed-by={},{SCHEDULED_LABEL}=true",
-        meta::MANAGED_BY
+        crate::names::MANAGED_BY
     )
 }
 

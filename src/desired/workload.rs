@@ -300,7 +300,7 @@ fn pod_annotations(
 ) -> Option<std::collections::BTreeMap<String, String>> {
     let mut annotations = std::collections::BTreeMap::new();
     if let Some(hash) = config_hash {
-        annotations.insert(super::meta::CONFIG_HASH_ANNOTATION.to_owned(), hash);
+        annotations.insert(crate::names::CONFIG_HASH_ANNOTATION.to_owned(), hash);
     }
     if let Some(rotation) = bs
         .rotation
@@ -308,7 +308,7 @@ fn pod_annotations(
         .filter(|_| component != super::meta::Component::Prometheus)
     {
         annotations.insert(
-            super::secrets::ROTATION_ANNOTATION.to_owned(),
+            crate::names::ROTATION_ANNOTATION.to_owned(),
             rotation.clone(),
         );
     }

@@ -532,7 +532,7 @@ pub fn validate_with_cel(
         credentials: spec.credentials.clone(),
         rotation: bs
             .annotations()
-            .get(crate::desired::secrets::ROTATE_ANNOTATION)
+            .get(crate::names::ROTATE_ANNOTATION)
             .cloned(),
         volume_snapshots,
         backup,

@@ -5,16 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blocksight_operator::chain::poller::Poller;
-use blocksight_operator::controller::shared::child_cache::{
-    ChildCache, ChildCacheWriter, VolumeClaimMeta, WorkloadMeta, child_cache,
-};
-use blocksight_operator::controller::shared::context::empty_monitor_store;
-use blocksight_operator::controller::{Caches, Context, RecentWrites};
-use blocksight_operator::crd::BlockSight;
-use blocksight_operator::desired::{self, BuildSettings, Child, FIELD_MANAGER};
-use blocksight_operator::metrics::Metrics;
-use blocksight_operator::validate;
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSet, StatefulSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
@@ -25,6 +15,18 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
+
+use blocksight_operator::chain::poller::Poller;
+use blocksight_operator::controller::shared::child_cache::{
+    ChildCache, ChildCacheWriter, VolumeClaimMeta, WorkloadMeta, child_cache,
+};
+use blocksight_operator::controller::shared::context::empty_monitor_store;
+use blocksight_operator::controller::{Caches, Context, RecentWrites};
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::{self, BuildSettings, Child};
+use blocksight_operator::metrics::Metrics;
+use blocksight_operator::names::FIELD_MANAGER;
+use blocksight_operator::validate;
 
 /// One request the controller sent.
 #[derive(Clone, Debug, PartialEq)]

@@ -24,14 +24,9 @@ use tracing::{info, warn};
 use crate::controller::shared::context::Context;
 use crate::controller::shared::jobs::{JobState, job_state, pods_of};
 use crate::crd::{BackupPhase, BlockSight, BlockSightBackup, BlockSightBackupStatus};
-use crate::desired::FIELD_MANAGER;
-use crate::desired::backup::{self as builder, BACKUP_LABEL, Purpose, Task};
+use crate::desired::backup::{self as builder, Purpose, Task};
+use crate::names::{BACKUP_LABEL, FIELD_MANAGER, FINALIZER, TRIGGER_LABEL};
 use crate::validate::{self, ValidBlockSight};
-
-/// Kept on every BlockSightBackup until its data is deleted.
-pub const FINALIZER: &str = "blocksight.live/backup-data";
-/// Why a BlockSightBackup exists: Scheduled, OnDemand (no label) or Safety.
-pub const TRIGGER_LABEL: &str = "blocksight.live/trigger";
 
 /// The state of a BlockSightBackup's world, from the caches.
 pub struct Observed<'a> {
@@ -289,7 +284,9 @@ pub fn scheduled_to_adopt(
         .filter(|j| j.namespace().as_deref() == Some(namespace))
         .filter(|j| j.meta().deletion_timestamp.is_none())
         .filter(|j| {
-            j.labels().get(builder::PURPOSE_LABEL).map(String::as_str)
+            j.labels()
+                .get(crate::names::PURPOSE_LABEL)
+                .map(String::as_str)
                 == Some(Purpose::Backup.as_str())
                 && j.owner_references()
                     .iter()
@@ -311,7 +308,10 @@ pub fn scheduled_to_adopt(
             bsb.metadata.labels = Some(
                 [
                     (TRIGGER_LABEL.to_owned(), "Scheduled".to_owned()),
-                    (builder::INSTANCE_LABEL.to_owned(), blocksight.to_owned()),
+                    (
+                        crate::names::INSTANCE_LABEL.to_owned(),
+                        blocksight.to_owned(),
+                    ),
                 ]
                 .into(),
             );

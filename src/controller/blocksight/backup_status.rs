@@ -13,8 +13,9 @@ use crate::crd::{
     BackupFailure, BackupPhase, BackupRecord, BackupStatus, BlockSightBackup, BlockSightStatus,
     VerificationRecord,
 };
-use crate::desired::backup::{self as builder, INSTANCE_LABEL, PURPOSE_LABEL, Purpose, Task};
+use crate::desired::backup::{self as builder, Purpose, Task};
 use crate::metrics::{InstanceLabels, Metrics};
+use crate::names::{INSTANCE_LABEL, PURPOSE_LABEL};
 use crate::validate::ValidBlockSight;
 
 pub const RESTORING: &str = "Restoring";

@@ -21,9 +21,9 @@ use tracing::{debug, info};
 use crate::controller::error::SnapshotError;
 use crate::controller::shared::context::{Context, Versions};
 use crate::crd::{BlockSightStatus, SnapshotComponent, VolumeSnapshotStatus};
-use crate::desired::FIELD_MANAGER;
 use crate::desired::meta::Component;
 use crate::desired::volume_snapshot;
+use crate::names::FIELD_MANAGER;
 use crate::schedule::Schedule;
 use crate::validate::ValidBlockSight;
 

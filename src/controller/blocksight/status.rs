@@ -3,15 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::controller::shared::child_cache::{ClaimTemplate, VolumeClaimMeta, WorkloadMeta};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::chain::{CACHE_READY, CHAIN_SYNCED, DATABASE_READY, INDEX_SYNCED, Observation};
 use crate::controller::error::StatusError;
+use crate::controller::shared::child_cache::{ClaimTemplate, VolumeClaimMeta, WorkloadMeta};
 use crate::crd::{BlockSight, BlockSightStatus, ComponentStatus, Phase, VolumeStatus};
-use crate::desired::{Child, FIELD_MANAGER};
+use crate::desired::Child;
+use crate::names::FIELD_MANAGER;
 use crate::validate::InvalidSpec;
 
 pub const READY: &str = "Ready";

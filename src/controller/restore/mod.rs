@@ -26,14 +26,14 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::controller::backup::{BackupContext, BackupControllerError, TRIGGER_LABEL, apply_job};
+use crate::controller::backup::{BackupContext, BackupControllerError, apply_job};
 use crate::controller::shared::jobs::JobState;
 use crate::crd::{
     BackupPhase, BlockSightBackup, BlockSightBackupSpec, BlockSightRestore,
     BlockSightRestoreStatus, RestorePhase,
 };
-use crate::desired::FIELD_MANAGER;
-use crate::desired::backup::{self as builder, Purpose, RESTORE_LABEL, Task};
+use crate::desired::backup::{self as builder, Purpose, Task};
+use crate::names::{FIELD_MANAGER, RESTORE_LABEL, TRIGGER_LABEL};
 use crate::validate::ValidBlockSight;
 
 pub fn safety_backup_name(restore: &str) -> String {
@@ -307,7 +307,7 @@ fn safety_backup(bsr: &BlockSightRestore) -> BlockSightBackup {
         [
             (TRIGGER_LABEL.to_owned(), "Safety".to_owned()),
             (
-                builder::INSTANCE_LABEL.to_owned(),
+                crate::names::INSTANCE_LABEL.to_owned(),
                 bsr.spec.block_sight.clone(),
             ),
         ]

@@ -2,6 +2,7 @@
 //! the cluster, and delete children that are no longer desired. Every decision is made from
 //! the watch caches, so a cluster that already matches costs no request at all.
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -21,11 +23,10 @@ use crate::controller::shared::child_cache::{ClaimTemplate, WorkloadMeta};
 use crate::controller::shared::context::{Context, Versions};
 use crate::controller::shared::drift;
 use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::desired::secrets::{ROTATION_ANNOTATION, key};
-use crate::desired::{Child, ChildKind, Desired, FIELD_MANAGER};
+use crate::desired::secrets::key;
+use crate::desired::{Child, ChildKind, Desired};
+use crate::names::{FIELD_MANAGER, REPLICAS_HANDOVER_MANAGER, ROTATION_ANNOTATION};
 use crate::validate::parse_quantity;
-use k8s_openapi::ByteString;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// Marks a recent delete in [`crate::controller::shared::context::RecentWrites`].
 const DELETED: &str = "<deleted>";
@@ -355,10 +356,6 @@ async fn delete_child(
         }
     }
 }
-
-/// Field manager of the one-off apply that hands an autoscaled Deployment's `spec.replicas`
-/// over before the operator's own apply drops the field (see [`hand_over_replicas`]).
-pub const REPLICAS_HANDOVER_MANAGER: &str = "blocksight-operator-handover";
 
 /// What to send for a StatefulSet, given the live one (see [`plan_stateful_set`]).
 #[derive(Debug, PartialEq)]

@@ -23,7 +23,7 @@ use kube::Resource;
 use kube::runtime::watcher;
 
 use crate::controller::shared::drift;
-use crate::desired::{FIELD_MANAGER, SPEC_HASH_ANNOTATION};
+use crate::names::{FIELD_MANAGER, SPEC_HASH_ANNOTATION};
 
 /// What the cache keeps of one object.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::crd::{BlockSightBackup, BlockSightRestore};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
@@ -19,6 +18,7 @@ use crate::controller::shared::child_cache::{
     ChildCache, ChildMeta, VolumeClaimMeta, WorkloadMeta,
 };
 use crate::crd::SnapshotComponent;
+use crate::crd::{BlockSightBackup, BlockSightRestore};
 use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::desired::{BuildSettings, ChildKind};
 use crate::metrics::Metrics;
@@ -209,7 +209,7 @@ impl Caches {
                         .map(String::as_str)
                         == Some(workload.as_str())
                     && labels
-                        .get(crate::desired::volume_snapshot::SCHEDULED_LABEL)
+                        .get(crate::names::SCHEDULED_LABEL)
                         .map(String::as_str)
                         == Some("true")
             })
@@ -761,13 +761,8 @@ mod tests {
         // reaches the validated value at once.
         let mut rotated = blocksight(3, 2);
         assert_eq!(memo.validate(&rotated).unwrap().rotation, None);
-        rotated.metadata.annotations = Some(
-            [(
-                crate::desired::secrets::ROTATE_ANNOTATION.to_owned(),
-                "r1".to_owned(),
-            )]
-            .into(),
-        );
+        rotated.metadata.annotations =
+            Some([(crate::names::ROTATE_ANNOTATION.to_owned(), "r1".to_owned())].into());
         assert_eq!(
             memo.validate(&rotated).unwrap().rotation.as_deref(),
             Some("r1")

@@ -8,8 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::Value;
 
-/// The label the Job controller puts on a Job's pods.
-pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+use crate::names::JOB_NAME_LABEL;
 
 /// A Job's state, as far as a backup, drill, restore or delete is concerned.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeSet;
 
-use blocksight_operator::crd::BlockSight;
-use blocksight_operator::desired::{self, BuildSettings, ChildKind, Gates, SPEC_HASH_ANNOTATION};
-use blocksight_operator::validate;
 use serde_json::Value;
 
 use crate::FakeApiServer;
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::{self, BuildSettings, ChildKind, Gates};
+use blocksight_operator::names::SPEC_HASH_ANNOTATION;
+use blocksight_operator::validate;
 
 /// The REST resource (plural) of a child kind.
 pub fn plural(kind: ChildKind) -> &'static str {

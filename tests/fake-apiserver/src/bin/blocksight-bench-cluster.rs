@@ -26,10 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
-use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
-use blocksight_operator::crd::BlockSight;
-use blocksight_operator::desired::BuildSettings;
 use clap::Parser;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -43,12 +39,17 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
+use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
+use blocksight_operator::crd::BlockSight;
+use blocksight_operator::desired::BuildSettings;
+
 /// The ServiceAccount install.sh gives the operator (its kubeconfig's token).
 const OPERATOR_USER: &str = "system:serviceaccount:blocksight-system:blocksight-operator";
 /// The field manager of the benchmark's own applies (the user's, not the operator's).
 const FIELD_MANAGER: &str = "blocksight-bench";
 /// The operator's field manager (src/desired/meta.rs).
-const OPERATOR_MANAGER: &str = blocksight_operator::desired::meta::FIELD_MANAGER;
+const OPERATOR_MANAGER: &str = blocksight_operator::names::FIELD_MANAGER;
 
 #[derive(Debug, Parser)]
 #[command(
