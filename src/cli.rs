@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::crd::{self, BlockSight};
 use crate::desired::{self, BuildSettings};
-use crate::run::{self, RunConfig};
+use crate::runtime::{self as run, RunConfig};
 use crate::validate::{self, FieldError, InvalidSpec, ValidBlockSight};
 
 #[derive(Debug, Parser)]

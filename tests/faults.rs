@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use blocksight_operator::desired::{self, BuildSettings};
-use blocksight_operator::run::{RunError, check_crd};
+use blocksight_operator::runtime::{RunError, check_crd};
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;

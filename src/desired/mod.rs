@@ -4,6 +4,7 @@
 pub mod api;
 pub mod backup;
 pub mod bitcoind;
+pub mod child;
 pub mod electrs;
 pub mod grafana;
 pub mod meta;
@@ -16,22 +17,12 @@ pub mod secrets;
 pub mod volume_snapshot;
 pub mod workload;
 
-use std::fmt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::ObjectMeta;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::Resource;
-use kube::api::{DynamicObject, ObjectMeta};
+pub use child::{Cache, Child, ChildKind, ChildVisitor, KindInfo, TypedChild};
 pub use meta::Component;
-use serde_json::Value;
 
-use crate::names::SPEC_HASH_ANNOTATION;
 use crate::validate::ValidBlockSight;
 
 /// Settings of the operator deployment that shape what it builds.
@@ -75,183 +66,6 @@ impl Default for BuildSettings {
     }
 }
 
-/// Kinds of applied children, in apply order: configuration and Services before the
-/// workloads that read them, so pods never start on half-written config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ChildKind {
-    ConfigMap,
-    Service,
-    /// Before the workloads, so pods start isolated.
-    NetworkPolicy,
-    /// Before the pods that run as it.
-    ServiceAccount,
-    /// Before the pods that mount it.
-    PersistentVolumeClaim,
-    StatefulSet,
-    Deployment,
-    CronJob,
-    HorizontalPodAutoscaler,
-    PodDisruptionBudget,
-    Ingress,
-    ServiceMonitor,
-    PodMonitor,
-}
-
-impl ChildKind {
-    pub const ALL: [ChildKind; 13] = [
-        Self::ConfigMap,
-        Self::Service,
-        Self::NetworkPolicy,
-        Self::ServiceAccount,
-        Self::PersistentVolumeClaim,
-        Self::StatefulSet,
-        Self::Deployment,
-        Self::CronJob,
-        Self::HorizontalPodAutoscaler,
-        Self::PodDisruptionBudget,
-        Self::Ingress,
-        Self::ServiceMonitor,
-        Self::PodMonitor,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConfigMap => "ConfigMap",
-            Self::Service => "Service",
-            Self::NetworkPolicy => "NetworkPolicy",
-            Self::ServiceAccount => "ServiceAccount",
-            Self::PersistentVolumeClaim => "PersistentVolumeClaim",
-            Self::StatefulSet => "StatefulSet",
-            Self::Deployment => "Deployment",
-            Self::CronJob => "CronJob",
-            Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
-            Self::PodDisruptionBudget => "PodDisruptionBudget",
-            Self::Ingress => "Ingress",
-            Self::ServiceMonitor => "ServiceMonitor",
-            Self::PodMonitor => "PodMonitor",
-        }
-    }
-}
-
-impl fmt::Display for ChildKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One child applied with server-side apply.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Child {
-    ConfigMap(ConfigMap),
-    Service(Service),
-    NetworkPolicy(NetworkPolicy),
-    ServiceAccount(ServiceAccount),
-    PersistentVolumeClaim(PersistentVolumeClaim),
-    StatefulSet(StatefulSet),
-    Deployment(Deployment),
-    /// Boxed: its spec is not optional, which makes it the largest variant by far.
-    CronJob(Box<CronJob>),
-    HorizontalPodAutoscaler(HorizontalPodAutoscaler),
-    PodDisruptionBudget(PodDisruptionBudget),
-    Ingress(Ingress),
-    /// monitoring.coreos.com/v1 (no Rust types upstream: a typed-by-construction dynamic object).
-    ServiceMonitor(DynamicObject),
-    PodMonitor(DynamicObject),
-}
-
-macro_rules! for_each_child {
-    ($child:expr, $obj:ident => $body:expr) => {
-        match $child {
-            Child::ConfigMap($obj) => $body,
-            Child::Service($obj) => $body,
-            Child::NetworkPolicy($obj) => $body,
-            Child::ServiceAccount($obj) => $body,
-            Child::PersistentVolumeClaim($obj) => $body,
-            Child::StatefulSet($obj) => $body,
-            Child::Deployment($obj) => $body,
-            Child::CronJob($obj) => $body,
-            Child::HorizontalPodAutoscaler($obj) => $body,
-            Child::PodDisruptionBudget($obj) => $body,
-            Child::Ingress($obj) => $body,
-            Child::ServiceMonitor($obj) => $body,
-            Child::PodMonitor($obj) => $body,
-        }
-    };
-}
-
-impl Child {
-    pub fn kind(&self) -> ChildKind {
-        match self {
-            Child::ConfigMap(_) => ChildKind::ConfigMap,
-            Child::Service(_) => ChildKind::Service,
-            Child::NetworkPolicy(_) => ChildKind::NetworkPolicy,
-            Child::ServiceAccount(_) => ChildKind::ServiceAccount,
-            Child::PersistentVolumeClaim(_) => ChildKind::PersistentVolumeClaim,
-            Child::StatefulSet(_) => ChildKind::StatefulSet,
-            Child::Deployment(_) => ChildKind::Deployment,
-            Child::CronJob(_) => ChildKind::CronJob,
-            Child::HorizontalPodAutoscaler(_) => ChildKind::HorizontalPodAutoscaler,
-            Child::PodDisruptionBudget(_) => ChildKind::PodDisruptionBudget,
-            Child::Ingress(_) => ChildKind::Ingress,
-            Child::ServiceMonitor(_) => ChildKind::ServiceMonitor,
-            Child::PodMonitor(_) => ChildKind::PodMonitor,
-        }
-    }
-
-    pub fn meta(&self) -> &ObjectMeta {
-        for_each_child!(self, o => o.meta())
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        for_each_child!(self, o => o.meta_mut())
-    }
-
-    pub fn name(&self) -> &str {
-        self.meta().name.as_deref().unwrap_or_default()
-    }
-
-    /// The object as sent to the API server, with apiVersion and kind.
-    pub fn to_value(&self) -> Value {
-        for_each_child!(self, o => with_type_meta(o))
-    }
-
-    /// The hash of the object, stored in [`SPEC_HASH_ANNOTATION`] when applied.
-    pub fn spec_hash(&self) -> &str {
-        self.meta()
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
-            .map(String::as_str)
-            .unwrap_or_default()
-    }
-
-    /// The object as YAML, with apiVersion and kind, fields in the API's order.
-    pub fn to_yaml(&self) -> String {
-        let mut out = String::new();
-        self.write_yaml(&mut out);
-        out
-    }
-
-    /// [`Child::to_yaml`], appended to `out` (no intermediate string per child).
-    pub fn write_yaml(&self, out: &mut String) {
-        for_each_child!(self, o => write_yaml(out, o))
-    }
-
-    /// Stamp the object with the hash of its content (computed without the stamp), from its
-    /// JSON straight from the typed object: deterministic (struct order, sorted maps) and
-    /// without an intermediate Value.
-    fn stamp(mut self) -> Self {
-        let json = for_each_child!(&self, o => serde_json::to_vec(o))
-            .expect("Kubernetes objects serialize");
-        let hash = meta::digest(&json);
-        self.meta_mut()
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(SPEC_HASH_ANNOTATION.to_owned(), hash);
-        self
-    }
-}
-
 /// Append `value` as one YAML document (without a `---` line) to `out`, as `blocksight
 /// render` prints every object.
 ///
@@ -275,11 +89,6 @@ pub fn write_yaml<T: serde::Serialize>(out: &mut String, value: &T) {
     };
     serde_saphyr::to_fmt_writer_with_options(out, value, options)
         .expect("Kubernetes objects serialize as YAML");
-}
-
-/// Serialize a typed object with its apiVersion and kind (k8s-openapi's Serialize adds them).
-fn with_type_meta<K: serde::Serialize>(obj: &K) -> Value {
-    serde_json::to_value(obj).expect("Kubernetes objects serialize")
 }
 
 /// Everything the controller makes for one BlockSight.

@@ -7,26 +7,16 @@ use kube::api::{ApiResource, DynamicObject};
 use serde_json::{Value, json};
 
 use super::meta::{self, Component};
-use super::{BuildSettings, Child};
+use super::{BuildSettings, Child, ChildKind};
 use crate::crd::PrometheusOperatorMode;
 use crate::validate::{Postgres, ValidBlockSight};
 
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "monitoring.coreos.com".to_owned(),
-        version: "v1".to_owned(),
-        api_version: "monitoring.coreos.com/v1".to_owned(),
-        kind: kind.to_owned(),
-        plural: plural.to_owned(),
-    }
-}
-
 pub fn service_monitor_resource() -> ApiResource {
-    resource("ServiceMonitor", "servicemonitors")
+    ChildKind::ServiceMonitor.info().api_resource()
 }
 
 pub fn pod_monitor_resource() -> ApiResource {
-    resource("PodMonitor", "podmonitors")
+    ChildKind::PodMonitor.info().api_resource()
 }
 
 /// Whether `bs` gets prometheus-operator objects in this cluster.

@@ -2,6 +2,7 @@
 //! helpers to fill the controller's watch caches.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use blocksight_operator::controller::shared::child_cache::{
 use blocksight_operator::controller::shared::context::empty_monitor_store;
 use blocksight_operator::controller::{Caches, Context, RecentWrites};
 use blocksight_operator::crd::BlockSight;
-use blocksight_operator::desired::{self, BuildSettings, Child};
+use blocksight_operator::desired::{self, BuildSettings, Cache, Child, ChildKind};
 use blocksight_operator::metrics::Metrics;
 use blocksight_operator::names::FIELD_MANAGER;
 use blocksight_operator::validate;
@@ -165,13 +166,9 @@ fn with_server_fields(mut object: Value) -> Value {
 
 /// Writers of the controller's caches, to put objects in them.
 pub struct CacheWriters {
-    pub config_maps: ChildCacheWriter,
+    /// The `Compact` rows of the child table, by kind.
+    pub compact: BTreeMap<ChildKind, ChildCacheWriter>,
     pub secrets: Writer<k8s_openapi::api::core::v1::Secret>,
-    pub services: ChildCacheWriter,
-    pub network_policies: ChildCacheWriter,
-    pub service_accounts: ChildCacheWriter,
-    pub volume_claims: ChildCacheWriter,
-    pub cron_jobs: ChildCacheWriter,
     pub jobs: Writer<k8s_openapi::api::batch::v1::Job>,
     pub pods: Writer<k8s_openapi::api::core::v1::Pod>,
     pub backups: Writer<blocksight_operator::crd::BlockSightBackup>,
@@ -179,9 +176,6 @@ pub struct CacheWriters {
     pub stateful_sets: ChildCacheWriter<WorkloadMeta>,
     pub stateful_volumes: ChildCacheWriter<VolumeClaimMeta>,
     pub deployments: ChildCacheWriter<WorkloadMeta>,
-    pub autoscalers: ChildCacheWriter,
-    pub disruption_budgets: ChildCacheWriter,
-    pub ingresses: ChildCacheWriter,
     pub volume_snapshots: Writer<kube::api::DynamicObject>,
 }
 
@@ -201,13 +195,13 @@ pub fn caches() -> (Caches, CacheWriters) {
         );
         (reader, writer)
     }
-    let (config_maps, cm) = compact();
+    let (mut compact_caches, mut compact_writers) = (BTreeMap::new(), BTreeMap::new());
+    for kind in ChildKind::cached_as(Cache::Compact) {
+        let (cache, writer) = compact();
+        compact_caches.insert(kind, cache);
+        compact_writers.insert(kind, writer);
+    }
     let (secrets, se) = ready();
-    let (services, sv) = compact();
-    let (network_policies, np) = compact();
-    let (service_accounts, sa) = compact();
-    let (volume_claims, pvc) = compact();
-    let (cron_jobs, cj) = compact();
     let (jobs, jo) = ready();
     let (pods, po) = ready();
     let (backups, bk) = ready();
@@ -230,49 +224,33 @@ pub fn caches() -> (Caches, CacheWriters) {
         (reader, writer)
     };
     let (deployments, de) = workloads();
-    let (autoscalers, hp) = compact();
-    let (disruption_budgets, pd) = compact();
-    let (ingresses, ing) = compact();
     // The scenario clusters have no prometheus-operator CRDs.
-    let service_monitors = empty_monitor_store(desired::monitors::service_monitor_resource());
-    let pod_monitors = empty_monitor_store(desired::monitors::pod_monitor_resource());
+    let custom = ChildKind::cached_as(Cache::Custom)
+        .map(|kind| (kind, empty_monitor_store(kind.info().api_resource())))
+        .collect();
     let mut vs = Writer::new(desired::volume_snapshot::resource());
     let volume_snapshots = vs.as_reader();
     vs.apply_watcher_event(&watcher::Event::Init);
     vs.apply_watcher_event(&watcher::Event::InitDone);
     (
         Caches {
-            config_maps,
+            compact: compact_caches,
+            custom,
+            stateful_sets,
+            deployments,
+            stateful_volumes,
             secrets,
-            services,
-            network_policies,
-            service_accounts,
-            volume_claims,
-            cron_jobs,
             jobs,
             pods,
             backups,
             restores,
-            stateful_sets,
-            stateful_volumes,
-            deployments,
-            autoscalers,
-            disruption_budgets,
-            ingresses,
-            service_monitors,
-            pod_monitors,
             volume_snapshots,
             listed: Default::default(),
         }
         .track_listing(vec![]),
         CacheWriters {
-            config_maps: cm,
+            compact: compact_writers,
             secrets: se,
-            services: sv,
-            network_policies: np,
-            service_accounts: sa,
-            volume_claims: pvc,
-            cron_jobs: cj,
             jobs: jo,
             pods: po,
             backups: bk,
@@ -280,9 +258,6 @@ pub fn caches() -> (Caches, CacheWriters) {
             stateful_sets: ss,
             stateful_volumes: svol,
             deployments: de,
-            autoscalers: hp,
-            disruption_budgets: pd,
-            ingresses: ing,
             volume_snapshots: vs,
         },
     )
@@ -322,60 +297,6 @@ impl CacheWriters {
     pub fn put(&mut self, child: &Child, ready: bool) {
         let meta = applied_meta(child);
         match child {
-            Child::ConfigMap(_) => {
-                self.config_maps
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::core::v1::ConfigMap,
-                    >(meta)))
-            }
-            Child::Service(_) => {
-                self.services
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::core::v1::Service,
-                    >(meta)))
-            }
-            Child::NetworkPolicy(_) => {
-                self.network_policies
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::networking::v1::NetworkPolicy,
-                    >(meta)))
-            }
-            Child::ServiceAccount(_) => {
-                self.service_accounts
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::core::v1::ServiceAccount,
-                    >(meta)))
-            }
-            Child::PersistentVolumeClaim(_) => {
-                self.volume_claims
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::core::v1::PersistentVolumeClaim,
-                    >(meta)))
-            }
-            Child::CronJob(_) => {
-                self.cron_jobs
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::batch::v1::CronJob,
-                    >(meta)))
-            }
-            Child::HorizontalPodAutoscaler(_) => {
-                self.autoscalers
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
-                    >(meta)))
-            }
-            Child::PodDisruptionBudget(_) => {
-                self.disruption_budgets
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::policy::v1::PodDisruptionBudget,
-                    >(meta)))
-            }
-            Child::Ingress(_) => {
-                self.ingresses
-                    .apply_watcher_event(&watcher::Event::Apply(partial::<
-                        k8s_openapi::api::networking::v1::Ingress,
-                    >(meta)))
-            }
             Child::ServiceMonitor(_) | Child::PodMonitor(_) => {
                 panic!("the scenario clusters have no prometheus-operator")
             }
@@ -412,6 +333,14 @@ impl CacheWriters {
                 self.deployments
                     .apply_watcher_event(&watcher::Event::Apply(d));
             }
+            // The compact caches keep metadata only: the Rust type of the event is immaterial.
+            compact => self
+                .compact
+                .get_mut(&compact.kind())
+                .expect("a compact cache per Compact row of the child table")
+                .apply_watcher_event(&watcher::Event::Apply(partial::<
+                    k8s_openapi::api::core::v1::ConfigMap,
+                >(meta))),
         }
     }
 
@@ -602,35 +531,6 @@ pub fn synced_observation(electrs: bool) -> blocksight_operator::chain::Observat
 }
 
 /// The REST path of a namespaced child in namespace `default`.
-pub fn child_path(kind: blocksight_operator::desired::ChildKind, name: &str) -> String {
-    let (prefix, plural) = match kind {
-        blocksight_operator::desired::ChildKind::ConfigMap => ("/api/v1", "configmaps"),
-        blocksight_operator::desired::ChildKind::Service => ("/api/v1", "services"),
-        blocksight_operator::desired::ChildKind::NetworkPolicy => {
-            ("/apis/networking.k8s.io/v1", "networkpolicies")
-        }
-        blocksight_operator::desired::ChildKind::ServiceAccount => ("/api/v1", "serviceaccounts"),
-        blocksight_operator::desired::ChildKind::PersistentVolumeClaim => {
-            ("/api/v1", "persistentvolumeclaims")
-        }
-        blocksight_operator::desired::ChildKind::CronJob => ("/apis/batch/v1", "cronjobs"),
-        blocksight_operator::desired::ChildKind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
-        blocksight_operator::desired::ChildKind::Deployment => ("/apis/apps/v1", "deployments"),
-        blocksight_operator::desired::ChildKind::HorizontalPodAutoscaler => {
-            ("/apis/autoscaling/v2", "horizontalpodautoscalers")
-        }
-        blocksight_operator::desired::ChildKind::PodDisruptionBudget => {
-            ("/apis/policy/v1", "poddisruptionbudgets")
-        }
-        blocksight_operator::desired::ChildKind::Ingress => {
-            ("/apis/networking.k8s.io/v1", "ingresses")
-        }
-        blocksight_operator::desired::ChildKind::ServiceMonitor => {
-            ("/apis/monitoring.coreos.com/v1", "servicemonitors")
-        }
-        blocksight_operator::desired::ChildKind::PodMonitor => {
-            ("/apis/monitoring.coreos.com/v1", "podmonitors")
-        }
-    };
-    format!("{prefix}/namespaces/default/{plural}/{name}")
+pub fn child_path(kind: ChildKind, name: &str) -> String {
+    format!("{}/{name}", kind.info().path("default"))
 }

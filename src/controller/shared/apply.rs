@@ -4,27 +4,18 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
-};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
 use crate::controller::error::{ApplyError, CredentialsError};
 use crate::controller::shared::child_cache::{ClaimTemplate, WorkloadMeta};
 use crate::controller::shared::context::{Context, Versions};
 use crate::controller::shared::drift;
-use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
 use crate::desired::secrets::key;
-use crate::desired::{Child, ChildKind, Desired};
+use crate::desired::{Child, ChildKind, ChildVisitor, Desired, TypedChild};
 use crate::names::{FIELD_MANAGER, REPLICAS_HANDOVER_MANAGER, ROTATION_ANNOTATION};
 use crate::validate::parse_quantity;
 
@@ -221,82 +212,40 @@ fn answered(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -
     }
 }
 
-async fn apply_typed<K>(client: &Client, namespace: &str, obj: &K) -> Result<Answered, kube::Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map(|o| answered(o.meta()))
+/// Server-side apply of one child, through a typed `Api` (or a dynamic one for `Custom` rows).
+struct ApplyChild<'a> {
+    client: &'a Client,
+    namespace: &'a str,
 }
 
-async fn delete_typed<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    delete_with::<K>(client, namespace, name, &DeleteParams::background()).await
-}
+impl<'a> ChildVisitor<'a> for ApplyChild<'a> {
+    type Output = futures::future::BoxFuture<'a, Result<Answered, kube::Error>>;
 
-/// Delete, a missing object counting as deleted.
-async fn delete_with<K>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    params: &DeleteParams,
-) -> Result<(), kube::Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
+    fn typed<K: TypedChild>(self, obj: &'a K) -> Self::Output {
+        let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
+        Box::pin(async move {
+            api.patch(
+                &obj.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await
+            .map(|o| answered(o.meta()))
+        })
     }
-}
 
-async fn apply_dynamic(
-    client: &Client,
-    namespace: &str,
-    obj: &DynamicObject,
-    resource: &ApiResource,
-) -> Result<Answered, kube::Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map(|o| answered(&o.metadata))
-}
-
-async fn delete_dynamic(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    resource: &ApiResource,
-) -> Result<(), kube::Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
+    fn custom(self, obj: &'a DynamicObject, resource: ApiResource) -> Self::Output {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), self.namespace, &resource);
+        Box::pin(async move {
+            api.patch(
+                &obj.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await
+            .map(|o| answered(&o.metadata))
+        })
     }
 }
 
@@ -305,55 +254,39 @@ async fn apply_child(
     namespace: &str,
     child: &Child,
 ) -> Result<Answered, kube::Error> {
-    match child {
-        Child::ConfigMap(o) => apply_typed(client, namespace, o).await,
-        Child::Service(o) => apply_typed(client, namespace, o).await,
-        Child::NetworkPolicy(o) => apply_typed(client, namespace, o).await,
-        Child::ServiceAccount(o) => apply_typed(client, namespace, o).await,
-        Child::PersistentVolumeClaim(o) => apply_typed(client, namespace, o).await,
-        Child::CronJob(o) => apply_typed(client, namespace, o.as_ref()).await,
-        Child::StatefulSet(o) => apply_typed(client, namespace, o).await,
-        Child::Deployment(o) => apply_typed(client, namespace, o).await,
-        Child::HorizontalPodAutoscaler(o) => apply_typed(client, namespace, o).await,
-        Child::PodDisruptionBudget(o) => apply_typed(client, namespace, o).await,
-        Child::Ingress(o) => apply_typed(client, namespace, o).await,
-        Child::ServiceMonitor(o) => {
-            apply_dynamic(client, namespace, o, &service_monitor_resource()).await
-        }
-        Child::PodMonitor(o) => apply_dynamic(client, namespace, o, &pod_monitor_resource()).await,
-    }
+    child.visit(ApplyChild { client, namespace }).await
 }
 
+/// Delete a child of `kind` (by its row of the table), a missing object counting as deleted.
 async fn delete_child(
     client: &Client,
     kind: ChildKind,
     namespace: &str,
     name: &str,
 ) -> Result<(), kube::Error> {
-    match kind {
-        ChildKind::ConfigMap => delete_typed::<ConfigMap>(client, namespace, name).await,
-        ChildKind::Service => delete_typed::<Service>(client, namespace, name).await,
-        ChildKind::NetworkPolicy => delete_typed::<NetworkPolicy>(client, namespace, name).await,
-        ChildKind::ServiceAccount => delete_typed::<ServiceAccount>(client, namespace, name).await,
-        ChildKind::PersistentVolumeClaim => {
-            delete_typed::<PersistentVolumeClaim>(client, namespace, name).await
-        }
-        ChildKind::CronJob => delete_typed::<CronJob>(client, namespace, name).await,
-        ChildKind::StatefulSet => delete_typed::<StatefulSet>(client, namespace, name).await,
-        ChildKind::Deployment => delete_typed::<Deployment>(client, namespace, name).await,
-        ChildKind::HorizontalPodAutoscaler => {
-            delete_typed::<HorizontalPodAutoscaler>(client, namespace, name).await
-        }
-        ChildKind::PodDisruptionBudget => {
-            delete_typed::<PodDisruptionBudget>(client, namespace, name).await
-        }
-        ChildKind::Ingress => delete_typed::<Ingress>(client, namespace, name).await,
-        ChildKind::ServiceMonitor => {
-            delete_dynamic(client, namespace, name, &service_monitor_resource()).await
-        }
-        ChildKind::PodMonitor => {
-            delete_dynamic(client, namespace, name, &pod_monitor_resource()).await
-        }
+    delete_with(
+        client,
+        &kind.info().api_resource(),
+        namespace,
+        name,
+        &DeleteParams::background(),
+    )
+    .await
+}
+
+/// Delete, a missing object counting as deleted.
+async fn delete_with(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: &str,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    match api.delete(name, params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -592,9 +525,13 @@ async fn apply_one(
     match child {
         Child::StatefulSet(sts) => {
             match plan_stateful_set(ctx.caches.stateful_set(namespace, name).as_ref(), sts) {
-                StatefulSetPlan::Apply(kept) => apply_typed(&ctx.client, namespace, kept.as_ref())
-                    .await
-                    .map(Some),
+                StatefulSetPlan::Apply(kept) => ApplyChild {
+                    client: &ctx.client,
+                    namespace,
+                }
+                .typed(kept.as_ref())
+                .await
+                .map(Some),
                 StatefulSetPlan::Recreate => {
                     let kind = ChildKind::StatefulSet.as_str();
                     if !ctx
@@ -738,7 +675,14 @@ async fn prune(
 /// Delete a StatefulSet, leaving its pods and PVCs (orphan propagation): the new one adopts
 /// the pods by their labels and the PVCs by their names.
 async fn orphan(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error> {
-    delete_with::<StatefulSet>(client, namespace, name, &DeleteParams::orphan()).await
+    delete_with(
+        client,
+        &ChildKind::StatefulSet.info().api_resource(),
+        namespace,
+        name,
+        &DeleteParams::orphan(),
+    )
+    .await
 }
 
 #[cfg(test)]

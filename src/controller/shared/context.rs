@@ -1,7 +1,7 @@
 //! What every reconciliation shares: the client, the watch caches of children, the event
 //! recorder, metrics and settings.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,7 @@ use crate::controller::shared::child_cache::{
 };
 use crate::crd::SnapshotComponent;
 use crate::crd::{BlockSightBackup, BlockSightRestore};
-use crate::desired::monitors::{pod_monitor_resource, service_monitor_resource};
-use crate::desired::{BuildSettings, ChildKind};
+use crate::desired::{BuildSettings, Cache, ChildKind};
 use crate::metrics::Metrics;
 
 /// Read-only views of the children the operator watches. Workloads are cached whole (minus
@@ -28,31 +27,25 @@ use crate::metrics::Metrics;
 /// [`ChildCache`]s.
 #[derive(Clone)]
 pub struct Caches {
-    pub config_maps: ChildCache,
+    /// The `Compact` rows of the child table (`desired::child`), by kind: metadata only.
+    pub compact: BTreeMap<ChildKind, ChildCache>,
+    /// The `Custom` rows (prometheus-operator's monitors), by kind, whole. Empty (and
+    /// ready) when the cluster does not serve their API.
+    pub custom: BTreeMap<ChildKind, Store<DynamicObject>>,
+    /// The `Workload` rows, whole minus their pod template, for their status.
+    pub stateful_sets: ChildCache<WorkloadMeta>,
+    pub deployments: ChildCache<WorkloadMeta>,
+    /// The PVCs StatefulSets made from their claim templates (selected by the component
+    /// labels their selectors copy onto them): grown by the apply step, reported in status.
+    pub stateful_volumes: ChildCache<VolumeClaimMeta>,
     /// Whole objects: the chain probes read credentials from here.
     pub secrets: Store<Secret>,
-    pub services: ChildCache,
-    pub network_policies: ChildCache,
-    pub service_accounts: ChildCache,
-    pub volume_claims: ChildCache,
-    pub cron_jobs: ChildCache,
     /// Backup Jobs (label-selected), without their pod template.
     pub jobs: Store<Job>,
     /// Backup pods: metadata and status only (the termination message is the result).
     pub pods: Store<Pod>,
     pub backups: Store<BlockSightBackup>,
     pub restores: Store<BlockSightRestore>,
-    pub stateful_sets: ChildCache<WorkloadMeta>,
-    /// The PVCs StatefulSets made from their claim templates (selected by the component
-    /// labels their selectors copy onto them): grown by the apply step, reported in status.
-    pub stateful_volumes: ChildCache<VolumeClaimMeta>,
-    pub deployments: ChildCache<WorkloadMeta>,
-    pub autoscalers: ChildCache,
-    pub disruption_budgets: ChildCache,
-    pub ingresses: ChildCache,
-    /// Empty (and ready) when the prometheus-operator CRDs are not installed.
-    pub service_monitors: Store<DynamicObject>,
-    pub pod_monitors: Store<DynamicObject>,
     /// The operator's scheduled VolumeSnapshots, whole (their status is read). Empty (and
     /// ready) when snapshot.storage.k8s.io/v1 is not served.
     pub volume_snapshots: Store<DynamicObject>,
@@ -132,38 +125,22 @@ impl Caches {
         name: &str,
         f: impl FnOnce(&ChildMeta) -> R,
     ) -> Option<R> {
-        let compact = match kind {
-            ChildKind::ConfigMap => &self.config_maps,
-            ChildKind::Service => &self.services,
-            ChildKind::NetworkPolicy => &self.network_policies,
-            ChildKind::ServiceAccount => &self.service_accounts,
-            ChildKind::PersistentVolumeClaim => &self.volume_claims,
-            ChildKind::CronJob => &self.cron_jobs,
-            ChildKind::HorizontalPodAutoscaler => &self.autoscalers,
-            ChildKind::PodDisruptionBudget => &self.disruption_budgets,
-            ChildKind::Ingress => &self.ingresses,
-            ChildKind::StatefulSet => {
-                return self.stateful_sets.with(namespace, name, |w| f(&w.child));
-            }
-            ChildKind::Deployment => {
-                return self.deployments.with(namespace, name, |w| f(&w.child));
-            }
+        match kind.info().cache {
+            Cache::Compact => self.compact.get(&kind)?.with(namespace, name, f),
+            Cache::Workload => match kind {
+                ChildKind::StatefulSet => self.stateful_sets.with(namespace, name, |w| f(&w.child)),
+                ChildKind::Deployment => self.deployments.with(namespace, name, |w| f(&w.child)),
+                _ => None,
+            },
             // Cached whole (few, and kube's types): their metadata is read into a ChildMeta.
-            ChildKind::ServiceMonitor => {
-                return get_dynamic(
-                    &self.service_monitors,
-                    service_monitor_resource(),
-                    namespace,
-                    name,
-                )
-                .map(|o| f(&ChildMeta::of(o.meta())));
-            }
-            ChildKind::PodMonitor => {
-                return get_dynamic(&self.pod_monitors, pod_monitor_resource(), namespace, name)
-                    .map(|o| f(&ChildMeta::of(o.meta())));
-            }
-        };
-        compact.with(namespace, name, f)
+            Cache::Custom => get_dynamic(
+                self.custom.get(&kind)?,
+                kind.info().api_resource(),
+                namespace,
+                name,
+            )
+            .map(|o| f(&ChildMeta::of(o.meta()))),
+        }
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
@@ -219,21 +196,15 @@ impl Caches {
     /// Every applied child whose controller is the BlockSight with `uid`, by kind.
     pub fn children_of(&self, uid: &str) -> Vec<(ChildKind, String, String)> {
         let mut out = Vec::new();
-        for kind in ChildKind::ALL {
+        for &kind in ChildKind::ALL {
             let names = match kind {
-                ChildKind::ConfigMap => self.config_maps.controlled_by(uid),
-                ChildKind::Service => self.services.controlled_by(uid),
-                ChildKind::NetworkPolicy => self.network_policies.controlled_by(uid),
-                ChildKind::ServiceAccount => self.service_accounts.controlled_by(uid),
-                ChildKind::PersistentVolumeClaim => self.volume_claims.controlled_by(uid),
-                ChildKind::CronJob => self.cron_jobs.controlled_by(uid),
                 ChildKind::StatefulSet => self.stateful_sets.controlled_by(uid),
                 ChildKind::Deployment => self.deployments.controlled_by(uid),
-                ChildKind::HorizontalPodAutoscaler => self.autoscalers.controlled_by(uid),
-                ChildKind::PodDisruptionBudget => self.disruption_budgets.controlled_by(uid),
-                ChildKind::Ingress => self.ingresses.controlled_by(uid),
-                ChildKind::ServiceMonitor => controlled_by(&self.service_monitors, uid),
-                ChildKind::PodMonitor => controlled_by(&self.pod_monitors, uid),
+                kind => match (self.compact.get(&kind), self.custom.get(&kind)) {
+                    (Some(compact), _) => compact.controlled_by(uid),
+                    (None, Some(custom)) => controlled_by(custom, uid),
+                    (None, None) => Vec::new(),
+                },
             };
             out.extend(names.into_iter().map(|(ns, name)| (kind, ns, name)));
         }
@@ -289,17 +260,7 @@ impl Caches {
             .wait_until_ready()
             .await
             .map_err(|_| CachesStopped)?;
-        for compact in [
-            &self.config_maps,
-            &self.services,
-            &self.network_policies,
-            &self.service_accounts,
-            &self.volume_claims,
-            &self.cron_jobs,
-            &self.autoscalers,
-            &self.disruption_budgets,
-            &self.ingresses,
-        ] {
+        for compact in self.compact.values() {
             compact
                 .wait_until_ready()
                 .await
@@ -311,14 +272,9 @@ impl Caches {
         // Not self.backups nor self.restores: their controllers wait on those stores, and a
         // second waiter could take the only wakeup (see Listed). Their first lists arrive
         // through the signals given to track_listing.
-        self.service_monitors
-            .wait_until_ready()
-            .await
-            .map_err(stopped)?;
-        self.pod_monitors
-            .wait_until_ready()
-            .await
-            .map_err(stopped)?;
+        for custom in self.custom.values() {
+            custom.wait_until_ready().await.map_err(stopped)?;
+        }
         self.volume_snapshots
             .wait_until_ready()
             .await

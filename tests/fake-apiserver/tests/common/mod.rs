@@ -11,7 +11,7 @@ use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
 use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, Counts, FakeApiServer};
 use blocksight_operator::desired::BuildSettings;
-use blocksight_operator::run::{RunConfig, run};
+use blocksight_operator::runtime::{RunConfig, run};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
