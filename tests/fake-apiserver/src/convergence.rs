@@ -9,27 +9,13 @@ use serde_json::Value;
 
 use crate::FakeApiServer;
 use blocksight_operator::crd::BlockSight;
-use blocksight_operator::desired::{self, BuildSettings, ChildKind, Gates};
+use blocksight_operator::desired::{self, BuildSettings, Cache, ChildKind, Gates};
 use blocksight_operator::names::SPEC_HASH_ANNOTATION;
 use blocksight_operator::validate;
 
-/// The REST resource (plural) of a child kind.
+/// The REST resource (plural) of a child kind, from the operator's child table.
 pub fn plural(kind: ChildKind) -> &'static str {
-    match kind {
-        ChildKind::ConfigMap => "configmaps",
-        ChildKind::Service => "services",
-        ChildKind::ServiceAccount => "serviceaccounts",
-        ChildKind::PersistentVolumeClaim => "persistentvolumeclaims",
-        ChildKind::CronJob => "cronjobs",
-        ChildKind::NetworkPolicy => "networkpolicies",
-        ChildKind::StatefulSet => "statefulsets",
-        ChildKind::Deployment => "deployments",
-        ChildKind::HorizontalPodAutoscaler => "horizontalpodautoscalers",
-        ChildKind::PodDisruptionBudget => "poddisruptionbudgets",
-        ChildKind::Ingress => "ingresses",
-        ChildKind::ServiceMonitor => "servicemonitors",
-        ChildKind::PodMonitor => "podmonitors",
-    }
+    kind.info().plural
 }
 
 /// One child the operator should have applied.
@@ -83,20 +69,16 @@ pub fn expected(blocksight: &Value, settings: &BuildSettings) -> Result<Expected
     Ok(Expected { children, secrets })
 }
 
-/// Child resources the operator may write for a BlockSight.
-pub const CHILD_RESOURCES: [&str; 11] = [
-    "configmaps",
-    "services",
-    "serviceaccounts",
-    "persistentvolumeclaims",
-    "cronjobs",
-    "networkpolicies",
-    "statefulsets",
-    "deployments",
-    "horizontalpodautoscalers",
-    "poddisruptionbudgets",
-    "ingresses",
-];
+/// Child resources the operator may write for a BlockSight (the child table's rows but the
+/// `Custom` ones: the fake serves no prometheus-operator by default).
+pub static CHILD_RESOURCES: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        ChildKind::ALL
+            .iter()
+            .filter(|k| k.info().cache != Cache::Custom)
+            .map(|k| k.info().plural)
+            .collect()
+    });
 
 /// Ok when the BlockSight `name` is converged, else what is still missing.
 pub fn check(
