@@ -474,7 +474,7 @@ async fn a_server_error_fails_the_step_reports_degraded_and_the_retry_does_not_r
     assert_eq!(calls[n - 1].body["type"], "Warning");
     assert_eq!(calls[n - 1].body["reason"], "ApplyFailed");
     // Backoff grows with consecutive failures.
-    let action = blocksight_operator::controller::blocksight::error_policy(
+    let action = blocksight_operator::controller::error_policy(
         std::sync::Arc::new(kube::core::DeserializeGuard(Ok(bs.clone()))),
         &error,
         h.ctx.clone(),

@@ -182,8 +182,7 @@ async fn an_apply_that_never_answers_times_out_reports_degraded_and_is_retried()
 
     // Retried with the transient backoff, counted under its own category.
     let guard = || Arc::new(DeserializeGuard(Ok(bs.clone())));
-    let policy =
-        |e| blocksight_operator::controller::blocksight::error_policy(guard(), e, h.ctx.clone());
+    let policy = |e| blocksight_operator::controller::error_policy(guard(), e, h.ctx.clone());
     assert_eq!(policy(&error), Action::requeue(Duration::from_secs(5)));
     assert_eq!(policy(&error), Action::requeue(Duration::from_secs(10)));
     assert!(

@@ -1,8 +1,21 @@
-//! One error type per pipeline step. Each error's category is the Event reason and the
-//! `category` label of `blocksight_reconcile_failures_total`.
+//! The error contract of the three controllers ([`ReconcileError`]: a category, permanent or
+//! transient), and the BlockSight controller's errors, one type per pipeline step. Each
+//! error's category is the `category` label of `blocksight_reconcile_failures_total`, and
+//! its CamelCase form the Event and condition reason.
 
 use crate::desired::ChildKind;
 use crate::validate::InvalidSpec;
+
+/// What every controller's error tells the runtime: one `error_policy`
+/// ([`crate::controller::error_policy`]) serves all three.
+pub trait ReconcileError: std::error::Error {
+    /// Stable, low-cardinality name of what failed.
+    fn category(&self) -> &'static str;
+    /// Errors the user must fix: retrying before the object changes cannot help.
+    fn is_permanent(&self) -> bool {
+        false
+    }
+}
 
 /// Creating a generated credentials Secret failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,5 +183,21 @@ impl Error {
     /// Errors the user must fix; retrying before the object changes cannot help.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+    }
+}
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        Error::category(self)
+    }
+
+    fn is_permanent(&self) -> bool {
+        Error::is_permanent(self)
+    }
+}
+
+impl ReconcileError for crate::controller::backup::BackupControllerError {
+    fn category(&self) -> &'static str {
+        crate::controller::backup::BackupControllerError::category(self)
     }
 }

@@ -16,12 +16,76 @@ pub mod error;
 pub mod restore;
 pub mod shared;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::runtime::controller::Action;
+use tracing::warn;
 
+pub use error::ReconcileError;
 use error::{Step, TimeoutError};
 pub use shared::context::{Caches, Context, RecentWrites};
+
+/// A controller's context: what it owns, and the [`Context`] all three share.
+pub trait ControllerContext {
+    fn shared(&self) -> &Context;
+}
+
+impl ControllerContext for Context {
+    fn shared(&self) -> &Context {
+        self
+    }
+}
+
+/// The one error policy of the three controllers: count the failure by category, never
+/// retry what the user must fix, and retry anything else with a per-object exponential
+/// backoff ([`backoff`]: 5 s doubling to 5 min), reset by the object's next success
+/// ([`reconciled`]).
+pub fn error_policy<K, E, C>(object: Arc<K>, error: &E, ctx: Arc<C>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+    E: ReconcileError,
+    C: ControllerContext,
+{
+    let ctx = ctx.shared();
+    ctx.metrics.record_failure(error.category());
+    if error.is_permanent() {
+        return Action::await_change();
+    }
+    let (kind, meta) = (K::kind(&()), object.meta());
+    let attempts = ctx.record_failure(
+        &kind,
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    warn!(error = %error, category = error.category(), %kind, attempts, "reconcile failed");
+    Action::requeue(backoff(attempts))
+}
+
+/// Run `reconcile`, then forget the object's failures if it succeeded.
+pub async fn reconciled<K, E, C, F>(
+    object: Arc<K>,
+    ctx: Arc<C>,
+    reconcile: impl FnOnce(Arc<K>, Arc<C>) -> F,
+) -> Result<Action, E>
+where
+    K: Resource<DynamicType = ()>,
+    C: ControllerContext,
+    F: std::future::Future<Output = Result<Action, E>>,
+{
+    let result = reconcile(object.clone(), ctx.clone()).await;
+    if result.is_ok() {
+        let meta = object.meta();
+        ctx.shared().clear_failures(
+            &K::kind(&()),
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+    }
+    result
+}
 
 /// How often a converged BlockSight is looked at again by default (from the caches: costs
 /// nothing).

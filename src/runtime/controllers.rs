@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::watches::Watches;
 use crate::controller::backup::BackupContext;
-use crate::controller::{Context, backup, blocksight, restore};
+use crate::controller::{Context, backup, blocksight, error_policy, reconciled, restore};
 use crate::crd::{BlockSight, BlockSightBackup, BlockSightRestore};
 use crate::desired::volume_snapshot;
 use crate::names::{BACKUP_LABEL, INSTANCE_LABEL, JOB_NAME_LABEL, PURPOSE_LABEL, RESTORE_LABEL};
@@ -152,7 +152,11 @@ pub async fn run(
             backup_of(pod.labels(), job, pod.namespace())
         })
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(backup::reconcile, backup::error_policy, backup_ctx.clone())
+        .run(
+            |o, c| reconciled(o, c, backup::reconcile),
+            error_policy,
+            backup_ctx.clone(),
+        )
         .for_each(|result| log_runtime_error("backup controller", result));
     // Restores: woken by their Jobs, their safety backup, and the API Deployment draining.
     let restores = caches.restores;
@@ -175,7 +179,11 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(restore::reconcile, restore::error_policy, backup_ctx)
+        .run(
+            |o, c| reconciled(o, c, restore::reconcile),
+            error_policy,
+            backup_ctx,
+        )
         .for_each(|result| log_runtime_error("restore controller", result));
     info!(
         namespace = namespace.unwrap_or("<all>"),
@@ -183,7 +191,7 @@ pub async fn run(
     );
     let blocksight_controller = controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(blocksight::reconcile, blocksight::error_policy, ctx)
+        .run(blocksight::reconcile, error_policy, ctx)
         .for_each(|result| log_runtime_error("controller", result));
     futures::join!(blocksight_controller, backup_controller, restore_controller);
 }

@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::controller::shared::context::Context;
 use crate::controller::shared::jobs::{JobState, job_state, pods_of};
@@ -355,6 +355,12 @@ fn kube_err(
     }
 }
 
+impl crate::controller::ControllerContext for BackupContext {
+    fn shared(&self) -> &Context {
+        &self.ctx
+    }
+}
+
 /// What the backup and restore controllers share besides [`Context`].
 pub struct BackupContext {
     pub ctx: Arc<Context>,
@@ -525,16 +531,6 @@ pub async fn reconcile(
     }
     // Job and Pod events wake us; the requeue is a safety net.
     Ok(Action::requeue(ctx.resync))
-}
-
-pub fn error_policy(
-    _bsb: Arc<BlockSightBackup>,
-    error: &BackupControllerError,
-    bctx: Arc<BackupContext>,
-) -> Action {
-    bctx.ctx.metrics.record_failure(error.category());
-    warn!(error = %error, "backup reconcile failed");
-    Action::requeue(Duration::from_secs(10))
 }
 
 /// Create the BlockSightBackups of the scheduled Jobs of BlockSight `name` (called from the

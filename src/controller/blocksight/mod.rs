@@ -25,7 +25,7 @@ use crate::controller::backup as backups;
 pub use crate::controller::error::Error;
 use crate::controller::error::Step;
 use crate::controller::shared::{apply, context};
-use crate::controller::{Context, backoff, bounded, second_precision};
+use crate::controller::{Context, bounded, second_precision};
 
 use crate::chain::Observation;
 use crate::chain::poller::ProbePlan;
@@ -44,7 +44,7 @@ pub fn forget(ctx: &Context, namespace: &str, name: &str, uid: &str) {
     ctx.metrics.forget_instance(namespace, name);
     ctx.pruned.forget(uid);
     ctx.validated.forget(namespace, name);
-    ctx.failures.lock().expect("not poisoned").remove(&key);
+    ctx.clear_failures(&BlockSight::kind(&()), namespace, name);
 }
 
 /// Reconcile one BlockSight. See the module documentation for the steps.
@@ -216,7 +216,7 @@ pub async fn reconcile(
     match error.or(snapshot_error) {
         Some(e) => Err(e),
         None => {
-            ctx.clear_failures(&namespace, &name);
+            ctx.clear_failures(&BlockSight::kind(&()), &namespace, &name);
             let next_slot = snapshot_report.and_then(|r| r.next_due);
             Ok(Action::requeue(requeue_after(
                 ctx.resync, now_ts, next_slot,
@@ -493,29 +493,6 @@ async fn publish_transitions(
         )
         .await;
     }
-}
-
-/// Decide when to retry after `error`: never for errors the user must fix, with an
-/// exponential backoff (5 s doubling to 5 min) for transient ones.
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<BlockSight>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    ctx.metrics.record_failure(error.category());
-    if error.is_permanent() {
-        return Action::await_change();
-    }
-    let meta = match &guard.0 {
-        Ok(bs) => bs.meta().clone(),
-        Err(invalid) => invalid.metadata.clone(),
-    };
-    let attempts = ctx.record_failure(
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default(),
-    );
-    warn!(error = %error, category = error.category(), attempts, "reconcile failed");
-    Action::requeue(backoff(attempts))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::controller::backup::{BackupContext, BackupControllerError, apply_job};
 use crate::controller::shared::jobs::JobState;
@@ -430,14 +430,4 @@ pub async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
     Ok(Action::requeue(ctx.resync))
-}
-
-pub fn error_policy(
-    _bsr: Arc<BlockSightRestore>,
-    error: &BackupControllerError,
-    bctx: Arc<BackupContext>,
-) -> Action {
-    bctx.ctx.metrics.record_failure(error.category());
-    warn!(error = %error, "restore reconcile failed");
-    Action::requeue(Duration::from_secs(10))
 }

@@ -590,8 +590,9 @@ pub struct Context {
     pub reconcile_timeout: Duration,
     /// The chain probes: one loop per BlockSight, and what they last published.
     pub poller: Arc<crate::chain::poller::Poller>,
-    /// Consecutive failures per (namespace, name), for the retry backoff.
-    pub failures: Mutex<HashMap<(String, String), u32>>,
+    /// Consecutive failures per (kind, namespace, name) of the three controllers' objects,
+    /// for the retry backoff (`controller::error_policy`).
+    pub failures: Mutex<HashMap<(String, String, String), u32>>,
     /// The cluster serves snapshot.storage.k8s.io/v1 VolumeSnapshots (discovered at start).
     pub volume_snapshot_api: bool,
     /// The current time; tests set a fixed one (snapshot schedules depend on it).
@@ -657,10 +658,10 @@ pub fn system_clock() -> Clock {
 
 impl Context {
     /// Count a failed reconciliation of one object; returns the consecutive failures.
-    pub fn record_failure(&self, namespace: &str, name: &str) -> u32 {
+    pub fn record_failure(&self, kind: &str, namespace: &str, name: &str) -> u32 {
         let mut failures = self.failures.lock().expect("not poisoned");
         let count = failures
-            .entry((namespace.to_owned(), name.to_owned()))
+            .entry((kind.to_owned(), namespace.to_owned(), name.to_owned()))
             .or_insert(0);
         *count += 1;
         *count
@@ -674,11 +675,13 @@ impl Context {
             .insert((namespace.to_owned(), snapshot.to_owned()))
     }
 
-    pub fn clear_failures(&self, namespace: &str, name: &str) {
-        self.failures
-            .lock()
-            .expect("not poisoned")
-            .remove(&(namespace.to_owned(), name.to_owned()));
+    /// Forget an object's failures: its next failure retries after the first backoff step.
+    pub fn clear_failures(&self, kind: &str, namespace: &str, name: &str) {
+        self.failures.lock().expect("not poisoned").remove(&(
+            kind.to_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        ));
     }
 }
 
