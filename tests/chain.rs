@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use blocksight_operator::chain::Observation;
 use blocksight_operator::chain::poller::{PollSettings, Poller, PostgresPlan, ProbePlan};
-use blocksight_operator::chain::{CHAIN_SYNCED, Observation};
+use blocksight_operator::crd::ConditionType;
 use blocksight_operator::crd::Network;
 use blocksight_operator::metrics::Metrics;
 use fakes::SilentServer;
@@ -239,7 +240,10 @@ async fn wrong_credentials_and_silence_make_the_chain_condition_unknown_with_the
         jiff::Timestamp::from_second(0).unwrap(),
     );
     let conditions = observation.conditions(Some(1), &now);
-    let chain = conditions.iter().find(|c| c.type_ == CHAIN_SYNCED).unwrap();
+    let chain = conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::ChainSynced.as_str())
+        .unwrap();
     assert_eq!(
         (chain.status.as_str(), chain.reason.as_str()),
         ("Unknown", "Unreachable")

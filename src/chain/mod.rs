@@ -11,13 +11,9 @@ pub mod poller;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::crd::ConditionType;
 use crate::crd::{ChainStatus, DatabaseStatus, ElectrsStatus};
 use crate::probe::{BitcoindReport, ElectrsReport, PostgresReport, RedisReport, electrs_lag};
-
-pub const CHAIN_SYNCED: &str = "ChainSynced";
-pub const INDEX_SYNCED: &str = "IndexSynced";
-pub const DATABASE_READY: &str = "DatabaseReady";
-pub const CACHE_READY: &str = "CacheReady";
 
 /// Consecutive failed polls after which a service counts as unreachable (a single timeout
 /// during a busy moment is not an outage).
@@ -205,15 +201,20 @@ impl Observation {
                 unknown(&self.bitcoind, "bitcoind"),
                 self.bitcoind.last.as_ref(),
             ) {
-                (Some((reason, message)), _) => cond(CHAIN_SYNCED, "Unknown", reason, message),
+                (Some((reason, message)), _) => cond(
+                    ConditionType::ChainSynced.as_str(),
+                    "Unknown",
+                    reason,
+                    message,
+                ),
                 (None, Some(b)) if self.chain_synced() => cond(
-                    CHAIN_SYNCED,
+                    ConditionType::ChainSynced.as_str(),
                     "True",
                     "Synced",
                     format!("at block {}", b.blocks),
                 ),
                 (None, Some(b)) if b.initial_block_download => cond(
-                    CHAIN_SYNCED,
+                    ConditionType::ChainSynced.as_str(),
                     "False",
                     "InitialBlockDownload",
                     format!(
@@ -224,7 +225,7 @@ impl Observation {
                     ),
                 ),
                 (None, Some(b)) => cond(
-                    CHAIN_SYNCED,
+                    ConditionType::ChainSynced.as_str(),
                     "False",
                     "CatchingUp",
                     format!("block {} of {} headers", b.blocks, b.headers),
@@ -234,27 +235,32 @@ impl Observation {
         );
         out.push(match &self.electrs {
             None => cond(
-                INDEX_SYNCED,
+                ConditionType::IndexSynced.as_str(),
                 "True",
                 "ElectrsDisabled",
                 "electrs is disabled".into(),
             ),
             Some(e) => match (unknown(e, "electrs"), self.index_lag()) {
-                (Some((reason, message)), _) => cond(INDEX_SYNCED, "Unknown", reason, message),
+                (Some((reason, message)), _) => cond(
+                    ConditionType::IndexSynced.as_str(),
+                    "Unknown",
+                    reason,
+                    message,
+                ),
                 (None, _) if self.index_synced() => cond(
-                    INDEX_SYNCED,
+                    ConditionType::IndexSynced.as_str(),
                     "True",
                     "Synced",
                     format!("{} blocks behind bitcoind", self.index_lag().unwrap_or(0)),
                 ),
                 (None, Some(lag)) => cond(
-                    INDEX_SYNCED,
+                    ConditionType::IndexSynced.as_str(),
                     "False",
                     "Indexing",
                     format!("{lag} blocks behind bitcoind"),
                 ),
                 (None, None) => cond(
-                    INDEX_SYNCED,
+                    ConditionType::IndexSynced.as_str(),
                     "Unknown",
                     "WaitingForBitcoind",
                     "the lag needs bitcoind's height".into(),
@@ -262,18 +268,38 @@ impl Observation {
             },
         });
         out.push(match unknown(&self.postgres, "PostgreSQL") {
-            Some((reason, message)) => cond(DATABASE_READY, "Unknown", reason, message),
+            Some((reason, message)) => cond(
+                ConditionType::DatabaseReady.as_str(),
+                "Unknown",
+                reason,
+                message,
+            ),
             None if !self.database_bootstrapped => cond(
-                DATABASE_READY,
+                ConditionType::DatabaseReady.as_str(),
                 "False",
                 "Bootstrapping",
                 "creating the application and read-only roles".into(),
             ),
-            None => cond(DATABASE_READY, "True", "Ready", String::new()),
+            None => cond(
+                ConditionType::DatabaseReady.as_str(),
+                "True",
+                "Ready",
+                String::new(),
+            ),
         });
         out.push(match unknown(&self.redis, "Redis") {
-            Some((reason, message)) => cond(CACHE_READY, "Unknown", reason, message),
-            None => cond(CACHE_READY, "True", "Ready", String::new()),
+            Some((reason, message)) => cond(
+                ConditionType::CacheReady.as_str(),
+                "Unknown",
+                reason,
+                message,
+            ),
+            None => cond(
+                ConditionType::CacheReady.as_str(),
+                "True",
+                "Ready",
+                String::new(),
+            ),
         });
         out
     }

@@ -244,3 +244,65 @@ pub struct ChainStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txindex_synced: Option<bool>,
 }
+
+/// The condition types of a BlockSight's status. Each has one owner, the step that decides it:
+/// Ready, Progressing, Degraded, Paused and InvalidSpec the status step
+/// (`controller::blocksight::status`); ChainSynced, IndexSynced, DatabaseReady and CacheReady
+/// the chain probes (`chain`); VolumeSnapshotsScheduled the snapshot step; Restoring and
+/// BackupHealthy the backup section (`controller::blocksight::backup_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    Ready,
+    Progressing,
+    Degraded,
+    Paused,
+    InvalidSpec,
+    ChainSynced,
+    IndexSynced,
+    DatabaseReady,
+    CacheReady,
+    VolumeSnapshotsScheduled,
+    Restoring,
+    BackupHealthy,
+}
+
+impl ConditionType {
+    pub const ALL: [ConditionType; 12] = [
+        ConditionType::Ready,
+        ConditionType::Progressing,
+        ConditionType::Degraded,
+        ConditionType::Paused,
+        ConditionType::InvalidSpec,
+        ConditionType::ChainSynced,
+        ConditionType::IndexSynced,
+        ConditionType::DatabaseReady,
+        ConditionType::CacheReady,
+        ConditionType::VolumeSnapshotsScheduled,
+        ConditionType::Restoring,
+        ConditionType::BackupHealthy,
+    ];
+
+    /// The `type` as written in status.conditions.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::Progressing => "Progressing",
+            ConditionType::Degraded => "Degraded",
+            ConditionType::Paused => "Paused",
+            ConditionType::InvalidSpec => "InvalidSpec",
+            ConditionType::ChainSynced => "ChainSynced",
+            ConditionType::IndexSynced => "IndexSynced",
+            ConditionType::DatabaseReady => "DatabaseReady",
+            ConditionType::CacheReady => "CacheReady",
+            ConditionType::VolumeSnapshotsScheduled => "VolumeSnapshotsScheduled",
+            ConditionType::Restoring => "Restoring",
+            ConditionType::BackupHealthy => "BackupHealthy",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -8,7 +8,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use crate::controller::shared::conditions;
 use crate::controller::shared::jobs::{JobState, job_state, pods_of};
+use crate::crd::ConditionType;
 use crate::crd::{
     BackupFailure, BackupPhase, BackupRecord, BackupStatus, BlockSightBackup, BlockSightStatus,
     VerificationRecord,
@@ -17,9 +19,6 @@ use crate::desired::backup::{self as builder, Purpose, Task};
 use crate::metrics::{InstanceLabels, Metrics};
 use crate::names::{INSTANCE_LABEL, PURPOSE_LABEL};
 use crate::validate::ValidBlockSight;
-
-pub const RESTORING: &str = "Restoring";
-pub const BACKUP_HEALTHY: &str = "BackupHealthy";
 
 /// The restoreFrom Job of a BlockSight.
 pub fn restore_from_job_name(bs: &ValidBlockSight) -> String {
@@ -315,7 +314,7 @@ pub fn conditions(
             (false, "NotRestoring", String::new())
         }
     };
-    out.push((RESTORING, restoring, reason, message));
+    out.push((ConditionType::Restoring, restoring, reason, message));
     if bs.backup.is_some() {
         let section = section.cloned().unwrap_or_default();
         let success_time = section.last_successful.as_ref().map(|s| s.time.0);
@@ -356,26 +355,19 @@ pub fn conditions(
                 },
             ),
         };
-        out.push((BACKUP_HEALTHY, healthy, reason, message));
+        out.push((ConditionType::BackupHealthy, healthy, reason, message));
     }
-    out.into_iter()
-        .map(|(kind, status, reason, message)| {
-            let status = if status { "True" } else { "False" }.to_owned();
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == kind && c.status == status)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
-            Condition {
-                type_: kind.to_owned(),
-                status,
-                reason: reason.to_owned(),
-                message,
-                observed_generation: generation,
-                last_transition_time,
-            }
-        })
-        .collect()
+    let built = out.into_iter().map(|(kind, status, reason, message)| {
+        conditions::condition(
+            kind,
+            conditions::status_of(status),
+            reason,
+            message,
+            generation,
+            now,
+        )
+    });
+    conditions::keep_transition_times(previous, built)
 }
 
 /// Events for what changed between two sections: a drill result, a restoreFrom done.

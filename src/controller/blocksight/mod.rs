@@ -26,6 +26,7 @@ pub use crate::controller::error::Error;
 use crate::controller::error::Step;
 use crate::controller::shared::{apply, context};
 use crate::controller::{Context, bounded, second_precision};
+use crate::crd::ConditionType;
 
 use crate::chain::Observation;
 use crate::chain::poller::ProbePlan;
@@ -146,7 +147,7 @@ pub async fn reconcile(
             previous
                 .iter()
                 .flat_map(|p| &p.conditions)
-                .filter(|c| c.type_ == snapshots::VOLUME_SNAPSHOTS)
+                .filter(|c| c.type_ == ConditionType::VolumeSnapshotsScheduled.as_str())
                 .cloned(),
         ),
     }
@@ -163,7 +164,8 @@ pub async fn reconcile(
             &now,
         );
         new_status.conditions.retain(|c| {
-            c.type_ != backup_status::RESTORING && c.type_ != backup_status::BACKUP_HEALTHY
+            c.type_ != ConditionType::Restoring.as_str()
+                && c.type_ != ConditionType::BackupHealthy.as_str()
         });
         new_status.conditions.extend(extra);
         backup_status::record_metrics(
@@ -400,17 +402,17 @@ async fn publish_transitions(
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
     let mut events = Vec::new();
-    if flipped_on(status::INVALID_SPEC) {
-        let (_, note) = message(status::INVALID_SPEC).unwrap_or_default();
+    if flipped_on(ConditionType::InvalidSpec.as_str()) {
+        let (_, note) = message(ConditionType::InvalidSpec.as_str()).unwrap_or_default();
         events.push((EventType::Warning, "InvalidSpec".to_owned(), note));
     }
     // A service that stays unreachable for several polls (its condition turns Unknown with
     // reason Unreachable).
     for kind in [
-        crate::chain::CHAIN_SYNCED,
-        crate::chain::INDEX_SYNCED,
-        crate::chain::DATABASE_READY,
-        crate::chain::CACHE_READY,
+        ConditionType::ChainSynced.as_str(),
+        ConditionType::IndexSynced.as_str(),
+        ConditionType::DatabaseReady.as_str(),
+        ConditionType::CacheReady.as_str(),
     ] {
         let reason_of = |s: Option<&BlockSightStatus>| {
             s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
@@ -423,25 +425,25 @@ async fn publish_transitions(
             events.push((EventType::Warning, "ServiceUnreachable".to_owned(), note));
         }
     }
-    if flipped_on(status::DEGRADED) {
-        let (reason, note) = message(status::DEGRADED).unwrap_or_default();
+    if flipped_on(ConditionType::Degraded.as_str()) {
+        let (reason, note) = message(ConditionType::Degraded.as_str()).unwrap_or_default();
         events.push((EventType::Warning, reason, note));
     }
-    if flipped_on(status::READY) {
+    if flipped_on(ConditionType::Ready.as_str()) {
         events.push((
             EventType::Normal,
             "Ready".to_owned(),
             "every component is rolled out and ready".to_owned(),
         ));
     }
-    if flipped_on(status::PAUSED) {
+    if flipped_on(ConditionType::Paused.as_str()) {
         events.push((
             EventType::Normal,
             "Paused".to_owned(),
             "spec.paused is true: children are not changed".to_owned(),
         ));
-    } else if status::condition_status(old, status::PAUSED) == Some("True")
-        && status::condition_status(Some(new), status::PAUSED) != Some("True")
+    } else if status::condition_status(old, ConditionType::Paused.as_str()) == Some("True")
+        && status::condition_status(Some(new), ConditionType::Paused.as_str()) != Some("True")
     {
         events.push((
             EventType::Normal,
@@ -450,8 +452,8 @@ async fn publish_transitions(
         ));
     }
     for (kind, reason) in [
-        (crate::chain::CHAIN_SYNCED, "ChainSynced"),
-        (crate::chain::INDEX_SYNCED, "IndexSynced"),
+        (ConditionType::ChainSynced.as_str(), "ChainSynced"),
+        (ConditionType::IndexSynced.as_str(), "IndexSynced"),
     ] {
         if flipped_on(kind) && message(kind).is_some_and(|(r, _)| r == "Synced") {
             let (_, note) = message(kind).unwrap_or_default();
@@ -472,10 +474,12 @@ async fn publish_transitions(
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
             .map(|c| c.reason.clone())
     };
-    if reason_of(Some(new), backup_status::RESTORING).as_deref() == Some("RestoreFromBlocked")
-        && reason_of(old, backup_status::RESTORING).as_deref() != Some("RestoreFromBlocked")
+    if reason_of(Some(new), ConditionType::Restoring.as_str()).as_deref()
+        == Some("RestoreFromBlocked")
+        && reason_of(old, ConditionType::Restoring.as_str()).as_deref()
+            != Some("RestoreFromBlocked")
     {
-        let (_, note) = message(backup_status::RESTORING).unwrap_or_default();
+        let (_, note) = message(ConditionType::Restoring.as_str()).unwrap_or_default();
         events.push((EventType::Warning, "RestoreFromBlocked".to_owned(), note));
     }
     // One event per reason: an unreachable service flips its condition and Degraded together.

@@ -12,23 +12,22 @@
 //!   one still being taken; a failed one may go.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info};
 
 use crate::controller::error::SnapshotError;
+use crate::controller::shared::conditions;
 use crate::controller::shared::context::{Context, Versions};
+use crate::crd::ConditionType;
 use crate::crd::{BlockSightStatus, SnapshotComponent, VolumeSnapshotStatus};
 use crate::desired::meta::Component;
 use crate::desired::volume_snapshot;
 use crate::names::FIELD_MANAGER;
 use crate::schedule::Schedule;
 use crate::validate::ValidBlockSight;
-
-/// Condition reporting whether scheduled snapshots work (present only when configured).
-pub const VOLUME_SNAPSHOTS: &str = "VolumeSnapshotsScheduled";
 
 /// A snapshot of one component, as the watch cache shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,22 +354,22 @@ pub fn apply_to_status(
     now: &Time,
 ) {
     status.volume_snapshots = report.statuses.clone();
-    status.conditions.retain(|c| c.type_ != VOLUME_SNAPSHOTS);
+    status
+        .conditions
+        .retain(|c| c.type_ != ConditionType::VolumeSnapshotsScheduled.as_str());
     if let Some((ok, reason, message)) = &report.condition {
-        let status_text = if *ok { "True" } else { "False" };
-        let since = previous
-            .and_then(|p| p.conditions.iter().find(|c| c.type_ == VOLUME_SNAPSHOTS))
-            .filter(|c| c.status == status_text)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        status.conditions.push(Condition {
-            type_: VOLUME_SNAPSHOTS.to_owned(),
-            status: status_text.to_owned(),
-            reason: reason.clone(),
-            message: message.clone(),
-            observed_generation: generation,
-            last_transition_time: since,
-        });
+        let built = conditions::condition(
+            ConditionType::VolumeSnapshotsScheduled,
+            conditions::status_of(*ok),
+            reason,
+            message.clone(),
+            generation,
+            now,
+        );
+        status.conditions.extend(conditions::keep_transition_times(
+            previous.iter().flat_map(|p| &p.conditions),
+            [built],
+        ));
     }
 }
 
@@ -382,8 +381,12 @@ pub async fn announce_missing_api(
     new: &BlockSightStatus,
 ) {
     let reason = |s: Option<&BlockSightStatus>| {
-        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == VOLUME_SNAPSHOTS))
-            .map(|c| (c.reason.clone(), c.message.clone()))
+        s.and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == ConditionType::VolumeSnapshotsScheduled.as_str())
+        })
+        .map(|c| (c.reason.clone(), c.message.clone()))
     };
     if let Some((r, message)) = reason(Some(new))
         && r == "ApiNotServed"

@@ -7,19 +7,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::chain::{CACHE_READY, CHAIN_SYNCED, DATABASE_READY, INDEX_SYNCED, Observation};
+use crate::chain::Observation;
 use crate::controller::error::StatusError;
 use crate::controller::shared::child_cache::{ClaimTemplate, VolumeClaimMeta, WorkloadMeta};
+use crate::controller::shared::conditions;
+use crate::crd::ConditionType;
 use crate::crd::{BlockSight, BlockSightStatus, ComponentStatus, Phase, VolumeStatus};
 use crate::desired::Child;
 use crate::names::FIELD_MANAGER;
 use crate::validate::InvalidSpec;
-
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
-pub const PAUSED: &str = "Paused";
-pub const INVALID_SPEC: &str = "InvalidSpec";
 
 /// What one workload reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,21 +166,21 @@ pub fn observe(
 }
 
 fn condition(
-    kind: &str,
+    kind: ConditionType,
     status: bool,
     reason: &str,
     message: String,
     generation: Option<i64>,
     now: &Time,
 ) -> Condition {
-    Condition {
-        type_: kind.to_owned(),
-        status: if status { "True" } else { "False" }.to_owned(),
-        reason: reason.to_owned(),
+    conditions::condition(
+        kind,
+        conditions::status_of(status),
+        reason,
         message,
-        observed_generation: generation,
-        last_transition_time: now.clone(),
-    }
+        generation,
+        now,
+    )
 }
 
 /// The status for `outcome` and what the chain probes last published (`chain`; None when
@@ -204,7 +200,7 @@ pub fn compute(
             Phase::Pending,
             vec![
                 condition(
-                    INVALID_SPEC,
+                    ConditionType::InvalidSpec,
                     true,
                     "InvalidSpec",
                     invalid.to_string(),
@@ -212,21 +208,28 @@ pub fn compute(
                     &now,
                 ),
                 condition(
-                    READY,
+                    ConditionType::Ready,
                     false,
                     "InvalidSpec",
                     "the spec is invalid; nothing was changed".into(),
                     generation,
                     &now,
                 ),
-                condition(PAUSED, false, "NotPaused", String::new(), generation, &now),
+                condition(
+                    ConditionType::Paused,
+                    false,
+                    "NotPaused",
+                    String::new(),
+                    generation,
+                    &now,
+                ),
             ],
         ),
         Outcome::Paused => (
             Phase::Paused,
             vec![
                 condition(
-                    PAUSED,
+                    ConditionType::Paused,
                     true,
                     "PausedBySpec",
                     "spec.paused is true: children are not changed".into(),
@@ -234,7 +237,7 @@ pub fn compute(
                     &now,
                 ),
                 condition(
-                    INVALID_SPEC,
+                    ConditionType::InvalidSpec,
                     false,
                     "Valid",
                     String::new(),
@@ -283,12 +286,17 @@ pub fn compute(
             let lost_services = chain.map(Observation::lost_services).unwrap_or_default();
             // What the chain and the data services still lack, by condition name.
             let waiting: Vec<&str> = match chain {
-                None => vec![CHAIN_SYNCED, INDEX_SYNCED, DATABASE_READY, CACHE_READY],
+                None => vec![
+                    ConditionType::ChainSynced.as_str(),
+                    ConditionType::IndexSynced.as_str(),
+                    ConditionType::DatabaseReady.as_str(),
+                    ConditionType::CacheReady.as_str(),
+                ],
                 Some(o) => [
-                    (CHAIN_SYNCED, o.chain_synced()),
-                    (INDEX_SYNCED, o.index_synced()),
-                    (DATABASE_READY, o.database_ready()),
-                    (CACHE_READY, o.cache_ready()),
+                    (ConditionType::ChainSynced.as_str(), o.chain_synced()),
+                    (ConditionType::IndexSynced.as_str(), o.index_synced()),
+                    (ConditionType::DatabaseReady.as_str(), o.database_ready()),
+                    (ConditionType::CacheReady.as_str(), o.cache_ready()),
                 ]
                 .into_iter()
                 .filter(|(_, ok)| !ok)
@@ -298,11 +306,16 @@ pub fn compute(
             let rolled_out = not_ready.is_empty();
             let ready = rolled_out && waiting.is_empty() && failure.is_none();
             let degraded = match failure {
-                Some((reason, message)) => {
-                    condition(DEGRADED, true, reason, message.clone(), generation, &now)
-                }
+                Some((reason, message)) => condition(
+                    ConditionType::Degraded,
+                    true,
+                    reason,
+                    message.clone(),
+                    generation,
+                    &now,
+                ),
                 None if !lost.is_empty() => condition(
-                    DEGRADED,
+                    ConditionType::Degraded,
                     true,
                     "ReplicasLost",
                     lost.join(", "),
@@ -310,7 +323,7 @@ pub fn compute(
                     &now,
                 ),
                 None if !lost_services.is_empty() => condition(
-                    DEGRADED,
+                    ConditionType::Degraded,
                     true,
                     "ServiceUnreachable",
                     format!("stopped answering: {}", lost_services.join(", ")),
@@ -318,7 +331,7 @@ pub fn compute(
                     &now,
                 ),
                 None => condition(
-                    DEGRADED,
+                    ConditionType::Degraded,
                     false,
                     "AsExpected",
                     String::new(),
@@ -338,7 +351,7 @@ pub fn compute(
             let (ready_condition, progressing) = if ready {
                 (
                     condition(
-                        READY,
+                        ConditionType::Ready,
                         true,
                         "AllComponentsReady",
                         "every component is rolled out, synced and ready".into(),
@@ -346,7 +359,7 @@ pub fn compute(
                         &now,
                     ),
                     condition(
-                        PROGRESSING,
+                        ConditionType::Progressing,
                         false,
                         "Complete",
                         String::new(),
@@ -357,7 +370,7 @@ pub fn compute(
             } else if !rolled_out {
                 (
                     condition(
-                        READY,
+                        ConditionType::Ready,
                         false,
                         "ComponentsNotReady",
                         not_ready.join(", "),
@@ -365,7 +378,7 @@ pub fn compute(
                         &now,
                     ),
                     condition(
-                        PROGRESSING,
+                        ConditionType::Progressing,
                         true,
                         "RollingOut",
                         not_ready.join(", "),
@@ -376,8 +389,22 @@ pub fn compute(
             } else {
                 let message = format!("waiting for {}", waiting.join(", "));
                 (
-                    condition(READY, false, "Syncing", message.clone(), generation, &now),
-                    condition(PROGRESSING, true, "Syncing", message, generation, &now),
+                    condition(
+                        ConditionType::Ready,
+                        false,
+                        "Syncing",
+                        message.clone(),
+                        generation,
+                        &now,
+                    ),
+                    condition(
+                        ConditionType::Progressing,
+                        true,
+                        "Syncing",
+                        message,
+                        generation,
+                        &now,
+                    ),
                 )
             };
             (
@@ -386,9 +413,16 @@ pub fn compute(
                     ready_condition,
                     progressing,
                     degraded,
-                    condition(PAUSED, false, "NotPaused", String::new(), generation, &now),
                     condition(
-                        INVALID_SPEC,
+                        ConditionType::Paused,
+                        false,
+                        "NotPaused",
+                        String::new(),
+                        generation,
+                        &now,
+                    ),
+                    condition(
+                        ConditionType::InvalidSpec,
                         false,
                         "Valid",
                         String::new(),
@@ -402,18 +436,8 @@ pub fn compute(
     if let Some(chain) = chain {
         conditions.extend(chain.conditions(generation, &now));
     }
-    let conditions = conditions
-        .into_iter()
-        .map(|mut c| {
-            if let Some(old) =
-                previous.and_then(|p| p.conditions.iter().find(|o| o.type_ == c.type_))
-                && old.status == c.status
-            {
-                c.last_transition_time = old.last_transition_time.clone();
-            }
-            c
-        })
-        .collect();
+    let conditions =
+        conditions::keep_transition_times(previous.iter().flat_map(|p| &p.conditions), conditions);
     // In the paused and invalid cases the last known component state is kept.
     if !matches!(outcome, Outcome::Applied { .. })
         && let Some(previous) = previous_components
@@ -558,15 +582,15 @@ mod tests {
         assert_eq!(s.phase, Some(Phase::Ready));
         assert_eq!(s.observed_generation, Some(3));
         for kind in [
-            READY,
-            CHAIN_SYNCED,
-            INDEX_SYNCED,
-            DATABASE_READY,
-            CACHE_READY,
+            ConditionType::Ready.as_str(),
+            ConditionType::ChainSynced.as_str(),
+            ConditionType::IndexSynced.as_str(),
+            ConditionType::DatabaseReady.as_str(),
+            ConditionType::CacheReady.as_str(),
         ] {
             assert_eq!(get(&s, kind).status, "True", "{kind}");
         }
-        assert_eq!(get(&s, PROGRESSING).status, "False");
+        assert_eq!(get(&s, ConditionType::Progressing.as_str()).status, "False");
         assert!(
             s.conditions
                 .iter()
@@ -597,10 +621,13 @@ mod tests {
             at(10),
         );
         assert_eq!(s.phase, Some(Phase::Syncing));
-        assert_eq!(get(&s, CHAIN_SYNCED).status, "False");
-        assert_eq!(get(&s, CHAIN_SYNCED).reason, "InitialBlockDownload");
+        assert_eq!(get(&s, ConditionType::ChainSynced.as_str()).status, "False");
         assert_eq!(
-            get(&s, READY).message,
+            get(&s, ConditionType::ChainSynced.as_str()).reason,
+            "InitialBlockDownload"
+        );
+        assert_eq!(
+            get(&s, ConditionType::Ready.as_str()).message,
             "waiting for ChainSynced, IndexSynced"
         );
 
@@ -608,7 +635,10 @@ mod tests {
         chain.electrs = Some(up(ElectrsReport { indexed_height: 90 }));
         let s = compute(None, Some(1), &applied(vec![]), Some(&chain), at(10));
         assert_eq!(s.phase, Some(Phase::Syncing));
-        assert_eq!(get(&s, INDEX_SYNCED).message, "10 blocks behind bitcoind");
+        assert_eq!(
+            get(&s, ConditionType::IndexSynced.as_str()).message,
+            "10 blocks behind bitcoind"
+        );
     }
 
     #[test]
@@ -617,8 +647,15 @@ mod tests {
         chain.redis = ServiceState::default();
         chain.redis.record(Err("connection refused".into()));
         let s = compute(None, Some(1), &applied(vec![]), Some(&chain), at(10));
-        assert_eq!(get(&s, CACHE_READY).status, "Unknown");
-        assert!(get(&s, CACHE_READY).message.contains("connection refused"));
+        assert_eq!(
+            get(&s, ConditionType::CacheReady.as_str()).status,
+            "Unknown"
+        );
+        assert!(
+            get(&s, ConditionType::CacheReady.as_str())
+                .message
+                .contains("connection refused")
+        );
         assert_eq!(
             s.phase,
             Some(Phase::Syncing),
@@ -632,8 +669,14 @@ mod tests {
         }
         let s = compute(None, Some(1), &applied(vec![]), Some(&chain), at(10));
         assert_eq!(s.phase, Some(Phase::Degraded));
-        assert_eq!(get(&s, DEGRADED).reason, "ServiceUnreachable");
-        assert_eq!(get(&s, DATABASE_READY).reason, "Unreachable");
+        assert_eq!(
+            get(&s, ConditionType::Degraded.as_str()).reason,
+            "ServiceUnreachable"
+        );
+        assert_eq!(
+            get(&s, ConditionType::DatabaseReady.as_str()).reason,
+            "Unreachable"
+        );
         assert_eq!(
             s.database.as_ref().unwrap().version,
             "17.2",
@@ -649,9 +692,12 @@ mod tests {
         ]);
         let s = compute(None, Some(1), &outcome, Some(&synced()), at(10));
         assert_eq!(s.phase, Some(Phase::Provisioning));
-        assert_eq!(get(&s, READY).message, "bitcoind 0/1 ready, api 2/2 ready");
-        assert_eq!(get(&s, PROGRESSING).status, "True");
-        assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(
+            get(&s, ConditionType::Ready.as_str()).message,
+            "bitcoind 0/1 ready, api 2/2 ready"
+        );
+        assert_eq!(get(&s, ConditionType::Progressing.as_str()).status, "True");
+        assert_eq!(get(&s, ConditionType::Degraded.as_str()).status, "False");
     }
 
     #[test]
@@ -664,12 +710,12 @@ mod tests {
         let lost = applied(vec![workload("bitcoind", 1, 0, true)]);
         let degraded = compute(Some(&first), Some(1), &lost, Some(&synced()), at(50));
         assert_eq!(
-            get(&degraded, READY).last_transition_time,
+            get(&degraded, ConditionType::Ready.as_str()).last_transition_time,
             at(50),
             "Ready flipped"
         );
         assert_eq!(
-            get(&degraded, PAUSED).last_transition_time,
+            get(&degraded, ConditionType::Paused.as_str()).last_transition_time,
             at(10),
             "Paused did not flip"
         );
@@ -693,7 +739,10 @@ mod tests {
             at(20),
         );
         assert_eq!(lost.phase, Some(Phase::Degraded));
-        assert_eq!(get(&lost, DEGRADED).reason, "ReplicasLost");
+        assert_eq!(
+            get(&lost, ConditionType::Degraded.as_str()).reason,
+            "ReplicasLost"
+        );
         let rolling = compute(
             Some(&ready),
             Some(2),
@@ -713,7 +762,10 @@ mod tests {
         };
         let s = compute(None, Some(1), &failed, Some(&synced()), at(1));
         assert_eq!(
-            (s.phase, get(&s, DEGRADED).reason.as_str()),
+            (
+                s.phase,
+                get(&s, ConditionType::Degraded.as_str()).reason.as_str()
+            ),
             (Some(Phase::Degraded), "ApplyFailed")
         );
 
@@ -736,7 +788,10 @@ mod tests {
             at(2),
         );
         assert_eq!(s.phase, Some(Phase::Pending));
-        assert_eq!(get(&s, INVALID_SPEC).message, "spec.x: bad");
+        assert_eq!(
+            get(&s, ConditionType::InvalidSpec.as_str()).message,
+            "spec.x: bad"
+        );
         assert_eq!(
             s.components, ready.components,
             "the last known component state is kept"
@@ -745,6 +800,6 @@ mod tests {
 
         let s = compute(Some(&ready), Some(3), &Outcome::Paused, None, at(3));
         assert_eq!(s.phase, Some(Phase::Paused));
-        assert_eq!(get(&s, PAUSED).status, "True");
+        assert_eq!(get(&s, ConditionType::Paused.as_str()).status, "True");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod child_cache;
+pub mod conditions;
 pub mod context;
 pub mod drift;
 pub mod jobs;
