@@ -88,7 +88,7 @@ fn digest_of(set: AssetSet) -> String {
         all.extend_from_slice(text.as_bytes());
         all.push(0);
     }
-    crate::desired::meta::digest(&all)
+    crate::digest::digest(&all)
 }
 
 #[cfg(test)]

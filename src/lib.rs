@@ -12,6 +12,8 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod digest;
+mod layering;
 pub mod metrics;
 pub mod names;
 pub mod probe;

@@ -135,11 +135,11 @@ pub(crate) fn storage_class_immutable(volume: &str, volume_may_go: bool) -> Rule
 /// A CEL rule, not an operator-side check: the operator validates each generation alone
 /// (`check_cel(bs, None)`, memoized per generation) and never sees the previous spec, while
 /// the API server has it and can refuse the update before anything is stored. The defaults
-/// are written into the rule from `validate::defaults`, so they cannot drift apart.
+/// are written into the rule from `crd::defaults`, so they cannot drift apart.
 pub(crate) fn size_never_below_network_default(volume: &str, component: &str) -> Rule {
     let defaults: Vec<(Network, String)> = Network::ALL
         .iter()
-        .map(|n| (*n, crate::validate::defaults::storage(component, *n).0))
+        .map(|n| (*n, super::defaults::storage(component, *n).0))
         .collect();
     let table = defaults
         .iter()
@@ -164,7 +164,7 @@ pub(crate) fn size_never_below_network_default(volume: &str, component: &str) ->
 /// [`size_never_below_network_default`] for the backup volume, whose default does not
 /// depend on the network; only while a volume is the destination in both.
 pub(crate) fn backup_size_never_below_default() -> Rule {
-    let default = crate::validate::DEFAULT_BACKUP_VOLUME_SIZE;
+    let default = super::defaults::DEFAULT_BACKUP_VOLUME_SIZE;
     grows_from_default(
         ".volume",
         true,

@@ -10,6 +10,7 @@
 mod backup;
 mod blocksight;
 mod common;
+pub mod defaults;
 mod snapshots;
 mod status;
 

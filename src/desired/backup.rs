@@ -22,8 +22,9 @@ use super::meta;
 use super::secrets::{self, key};
 use super::workload::{container, empty_dir, env, env_from_secret, mount, non_empty};
 use super::{BuildSettings, Child, postgres};
+use crate::crd::defaults;
 use crate::names::{BACKUP_LABEL, INSTANCE_LABEL, MANAGED_BY, PURPOSE_LABEL, RESTORE_LABEL};
-use crate::validate::{Backup, BackupTarget, Postgres, ValidBlockSight, defaults};
+use crate::validate::{Backup, BackupTarget, Postgres, ValidBlockSight};
 
 /// The component label value of every backup object.
 pub const COMPONENT: &str = "backup";

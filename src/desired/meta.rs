@@ -6,9 +6,9 @@ use k8s_openapi::api::core::v1::{
     Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use sha2::{Digest, Sha256};
 
 use crate::crd::DeletionPolicy;
+pub use crate::digest::digest;
 use crate::names::MANAGED_BY;
 use crate::validate::ValidBlockSight;
 
@@ -143,9 +143,4 @@ pub fn container_security() -> SecurityContext {
         }),
         ..Default::default()
     }
-}
-
-/// Short, stable hex digest of some bytes (hash annotations).
-pub fn digest(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..12])
 }

@@ -8,7 +8,7 @@ use super::meta::{self, Component};
 use super::secrets::{self, key};
 use super::workload::*;
 use super::{Child, config_map};
-use crate::validate::defaults::{self, image};
+use crate::crd::defaults::{self, image};
 use crate::validate::{Postgres, ValidBlockSight};
 
 pub const PORT: i32 = 5432;

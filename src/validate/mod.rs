@@ -4,8 +4,6 @@
 //! The CEL rules are the CRD's own (`x-kubernetes-validations`), evaluated locally with
 //! kube's CEL support, so `render`, the controller and the API server agree on what is valid.
 
-pub mod defaults;
-
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -15,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::cel::{CompiledSchema, compile_schema, validate_compiled};
 use kube::{CustomResourceExt, Resource, ResourceExt};
 
+use crate::crd::defaults;
 use crate::crd::{
     BlockSight, DeletionPolicy, Network, Placement, PrometheusOperatorMode, SecretKeyRef,
     SnapshotComponent, StorageSpec,
@@ -181,13 +180,6 @@ pub struct Backup {
     pub verify_schedule: Option<crate::schedule::Schedule>,
     pub service_account_annotations: std::collections::BTreeMap<String, String>,
 }
-
-/// Default backup schedule: daily at 03:00 UTC.
-pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 3 * * *";
-/// Default retention when neither retention nor keepLast is set.
-pub const DEFAULT_BACKUP_RETENTION: &str = "30d";
-/// Default size of the backup volume.
-pub const DEFAULT_BACKUP_VOLUME_SIZE: &str = "20Gi";
 
 /// A BlockSight that passed validation, every default resolved. Builders take only this.
 #[derive(Clone, Debug, PartialEq)]
@@ -583,7 +575,7 @@ fn check_backup(bs: &BlockSight, problems: &mut Vec<FieldError>) -> Option<Backu
     let schedule = spec
         .schedule
         .as_deref()
-        .unwrap_or(DEFAULT_BACKUP_SCHEDULE)
+        .unwrap_or(defaults::DEFAULT_BACKUP_SCHEDULE)
         .parse::<crate::schedule::Schedule>()
         .map_err(|e| problem("spec.backup.schedule", e.to_string()))
         .ok();
@@ -598,7 +590,8 @@ fn check_backup(bs: &BlockSight, problems: &mut Vec<FieldError>) -> Option<Backu
     };
     let retention = match (&spec.retention, spec.keep_last) {
         (None, None) => Some(Some(
-            crate::retention::parse_age(DEFAULT_BACKUP_RETENTION).expect("a valid default"),
+            crate::retention::parse_age(defaults::DEFAULT_BACKUP_RETENTION)
+                .expect("a valid default"),
         )),
         (None, Some(_)) => Some(None),
         (Some(text), _) => crate::retention::parse_age(text)
@@ -616,7 +609,7 @@ fn check_backup(bs: &BlockSight, problems: &mut Vec<FieldError>) -> Option<Backu
                 let size = volume
                     .size
                     .clone()
-                    .unwrap_or_else(|| DEFAULT_BACKUP_VOLUME_SIZE.to_owned());
+                    .unwrap_or_else(|| defaults::DEFAULT_BACKUP_VOLUME_SIZE.to_owned());
                 if parse_quantity(&size).is_none() {
                     problem(
                         "spec.backup.destination.volume.size",

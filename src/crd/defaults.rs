@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::crd::Network;
+use super::Network;
 
 /// Images pinned to exact releases; a default never floats.
 pub mod image {
@@ -125,3 +125,10 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
         ("memory".to_owned(), Quantity(memory.to_owned())),
     ])
 }
+
+/// Default backup schedule: daily at 03:00 UTC.
+pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 3 * * *";
+/// Default retention when neither retention nor keepLast is set.
+pub const DEFAULT_BACKUP_RETENTION: &str = "30d";
+/// Default size of the backup volume.
+pub const DEFAULT_BACKUP_VOLUME_SIZE: &str = "20Gi";
