@@ -1,11 +1,13 @@
-//! The reconcile pipeline for one BlockSight:
+//! The BlockSight controller: [`reconcile`] is a pipeline of steps, a call each:
 //!
-//! 1. validate ([`crate::validate`], pure) the spec into a `ValidBlockSight`;
-//! 2. build ([`crate::desired`], pure) the desired children;
-//! 3. apply ([`apply`]): create missing credentials, server-side apply what differs from
-//!    the watch caches (config before workloads), prune what is no longer desired;
-//! 4. status ([`status`]): compute from what was applied and what workloads report, and
-//!    write it only when it changed.
+//! 1. admit: skip malformed and deleted objects, wait for the caches' first list;
+//! 2. validate ([`crate::validate`], pure, memoized per generation) into a `ValidBlockSight`;
+//! 3. observe: what the chain probes last found, and the backup facts ([`backup_status`]);
+//! 4. desired ([`crate::desired`], pure) and apply ([`apply`]): create missing credentials,
+//!    server-side apply what differs from the watch caches (config before workloads), prune
+//!    what is no longer desired; then the volume snapshots ([`snapshots`]);
+//! 5. status ([`status`], pure): computed from what was applied, written only when it changed;
+//! 6. events: one per transition a user cares about; then metrics, and the next look.
 
 pub mod backup_status;
 pub mod snapshots;
@@ -14,6 +16,7 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -48,100 +51,176 @@ pub fn forget(ctx: &Context, namespace: &str, name: &str, uid: &str) {
     ctx.clear_failures(&BlockSight::kind(&()), namespace, name);
 }
 
-/// Reconcile one BlockSight. See the module documentation for the steps.
+/// Reconcile one BlockSight: the pipeline of the module documentation, a call per step.
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<BlockSight>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let bs = match &guard.0 {
+    let bs = match admit(&guard, &ctx).await {
         Ok(bs) => bs,
-        Err(invalid) => {
-            // One malformed object must not stop the others: report it and wait for an edit.
-            warn!(name = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace, error = %invalid.error, "malformed BlockSight");
-            ctx.metrics.record_failure("malformed_object");
-            return Ok(Action::await_change());
-        }
+        Err(action) => return Ok(action),
     };
-    // Decisions come from the caches: never act on a cache that has not listed yet (a
-    // restarted operator would otherwise re-apply everything it cannot see).
-    if ctx.caches.wait_until_ready().await.is_err() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
     let _timer = ctx.metrics.reconcile_timer();
-    let (namespace, name) = (bs.namespace().unwrap_or_default(), bs.name_any());
-    let key = (namespace.clone(), name.clone());
-    if bs.meta().deletion_timestamp.is_some() {
-        // Children go with their owner reference; PVCs and credentials follow deletionPolicy.
-        forget(&ctx, &namespace, &name, &bs.uid().unwrap_or_default());
-        return Ok(Action::await_change());
-    }
-
     let now_ts = (ctx.clock)();
-    let mut observation = None;
-    // None: the snapshot step did not run (invalid or paused); status keeps what it had.
-    let mut snapshot_report = None;
-    let mut snapshot_error = None;
-    let mut backups = None;
-    let validated = ctx.validated.validate(bs);
-    let (outcome, error) = match validated.as_ref() {
-        Err(invalid) => (
-            Outcome::Invalid(invalid.clone()),
-            Some(Error::InvalidSpec(invalid.clone())),
-        ),
+    let (observed, applied) = match ctx.validated.validate(bs) {
+        Err(invalid) => (None, Applied::invalid(invalid)),
         Ok(valid) => {
-            // The chain probes run beside the controller; here we only read what they found.
-            ctx.poller.ensure(ProbePlan::for_blocksight(valid));
-            let observed = ctx
-                .poller
-                .observation(&key)
-                .unwrap_or_else(|| Observation::initial(valid));
-            let facts = backup_status::observe(&ctx, valid, bs.status.as_ref());
-            let outcome = if valid.paused {
-                (Outcome::Paused, None)
-            } else {
-                let outcome = apply_pipeline(&ctx, bs, valid, &observed, &facts).await;
-                // Independent of the apply's result: an unrelated failure must not stop
-                // the chain data from being snapshotted.
-                let snapshots = bounded(
-                    &ctx,
-                    Step::VolumeSnapshots,
-                    snapshots::run(&ctx, valid, &bs.object_ref(&()), now_ts),
-                )
-                .await;
-                if valid.volume_snapshots.is_none() {
-                    ctx.metrics.forget_snapshots(&namespace, &name);
-                }
-                match snapshots {
-                    Ok((report, error)) => {
-                        snapshot_report = Some(report);
-                        snapshot_error = error.map(Error::from);
-                    }
-                    // No report: status keeps what it said about snapshots.
-                    Err(timeout) => snapshot_error = Some(Error::from(timeout)),
-                }
-                outcome
-            };
-            observation = Some(observed);
-            backups = Some((valid, facts));
-            outcome
+            let observed = observe(&ctx, bs, &valid);
+            let applied = apply(&ctx, bs, &valid, &observed, now_ts).await;
+            (Some((valid, observed)), applied)
         }
     };
-
+    let key = key_of(bs);
     // The status we wrote last, while the cached BlockSight does not show it yet: a
     // reconcile triggered by our own child writes must not write the same status again.
     let written = ctx
         .recent_status
         .newer_than_cache(&key, bs.resource_version().as_deref());
     let previous = written.as_deref().or(bs.status.as_ref());
-    let chain = observation
-        .as_ref()
-        .filter(|_| matches!(outcome, Outcome::Applied { .. }));
-    let generation = bs.meta().generation;
     let now = second_precision(now_ts);
-    let mut new_status = status::compute(previous, generation, &outcome, chain, now.clone());
-    match &snapshot_report {
+    let new_status = next_status(bs, previous, observed.as_ref(), &applied, &now);
+    record_backup_metrics(&ctx, bs, previous, &new_status, observed.as_ref());
+    if previous != Some(&new_status) {
+        write_status(&ctx, bs, &key, &new_status).await?;
+        publish_events(&ctx, bs, previous, &new_status).await;
+    }
+    record_instance_metrics(&ctx, bs, &new_status);
+    finish(&ctx, bs, applied, now_ts)
+}
+
+/// What the observe step found of a valid BlockSight: what the chain probes last published
+/// and the backup facts, all from memory and the caches.
+struct Observed {
+    chain: Observation,
+    facts: backup_status::Facts,
+}
+
+/// What the apply and snapshot steps did.
+struct Applied {
+    outcome: Outcome,
+    /// The apply's failure, or the invalid spec.
+    error: Option<Error>,
+    /// None: the snapshot step did not run (invalid or paused); status keeps what it had.
+    snapshots: Option<snapshots::Report>,
+    snapshot_error: Option<Error>,
+}
+
+impl Applied {
+    fn invalid(invalid: validate::InvalidSpec) -> Self {
+        Applied {
+            outcome: Outcome::Invalid(invalid.clone()),
+            error: Some(Error::InvalidSpec(invalid)),
+            snapshots: None,
+            snapshot_error: None,
+        }
+    }
+}
+
+fn key_of(bs: &BlockSight) -> (String, String) {
+    (bs.namespace().unwrap_or_default(), bs.name_any())
+}
+
+/// The BlockSight to reconcile, or the action instead: a malformed object waits for an edit,
+/// nothing is decided before the caches have listed, and a deleted one is forgotten.
+async fn admit<'g>(
+    guard: &'g DeserializeGuard<BlockSight>,
+    ctx: &Context,
+) -> Result<&'g BlockSight, Action> {
+    let bs = match &guard.0 {
+        Ok(bs) => bs,
+        Err(invalid) => {
+            // One malformed object must not stop the others: report it and wait for an edit.
+            warn!(name = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace, error = %invalid.error, "malformed BlockSight");
+            ctx.metrics.record_failure("malformed_object");
+            return Err(Action::await_change());
+        }
+    };
+    // Decisions come from the caches: never act on a cache that has not listed yet (a
+    // restarted operator would otherwise re-apply everything it cannot see).
+    if ctx.caches.wait_until_ready().await.is_err() {
+        return Err(Action::requeue(Duration::from_secs(1)));
+    }
+    if bs.meta().deletion_timestamp.is_some() {
+        // Children go with their owner reference; PVCs and credentials follow deletionPolicy.
+        let (namespace, name) = key_of(bs);
+        forget(ctx, &namespace, &name, &bs.uid().unwrap_or_default());
+        return Err(Action::await_change());
+    }
+    Ok(bs)
+}
+
+/// Observe: what the chain probes last found (they run beside the controller; this only
+/// reads them) and the backup facts.
+fn observe(ctx: &Context, bs: &BlockSight, valid: &validate::ValidBlockSight) -> Observed {
+    ctx.poller.ensure(ProbePlan::for_blocksight(valid));
+    let chain = ctx
+        .poller
+        .observation(&key_of(bs))
+        .unwrap_or_else(|| Observation::initial(valid));
+    let facts = backup_status::observe(ctx, valid, bs.status.as_ref());
+    Observed { chain, facts }
+}
+
+/// Desired and apply (nothing while paused), then the volume snapshots.
+async fn apply(
+    ctx: &Context,
+    bs: &BlockSight,
+    valid: &validate::ValidBlockSight,
+    observed: &Observed,
+    now_ts: jiff::Timestamp,
+) -> Applied {
+    if valid.paused {
+        return Applied {
+            outcome: Outcome::Paused,
+            error: None,
+            snapshots: None,
+            snapshot_error: None,
+        };
+    }
+    let (outcome, error) = apply_pipeline(ctx, bs, valid, &observed.chain, &observed.facts).await;
+    // Independent of the apply's result: an unrelated failure must not stop the chain data
+    // from being snapshotted.
+    let snapshots = bounded(
+        ctx,
+        Step::VolumeSnapshots,
+        snapshots::run(ctx, valid, &bs.object_ref(&()), now_ts),
+    )
+    .await;
+    if valid.volume_snapshots.is_none() {
+        let (namespace, name) = key_of(bs);
+        ctx.metrics.forget_snapshots(&namespace, &name);
+    }
+    let (snapshots, snapshot_error) = match snapshots {
+        Ok((report, error)) => (Some(report), error.map(Error::from)),
+        // No report: status keeps what it said about snapshots.
+        Err(timeout) => (None, Some(Error::from(timeout))),
+    };
+    Applied {
+        outcome,
+        error,
+        snapshots,
+        snapshot_error,
+    }
+}
+
+/// Status (pure): computed from what was applied, what the workloads and probes report, the
+/// snapshots and the backups.
+fn next_status(
+    bs: &BlockSight,
+    previous: Option<&BlockSightStatus>,
+    observed: Option<&(validate::ValidBlockSight, Observed)>,
+    applied: &Applied,
+    now: &Time,
+) -> BlockSightStatus {
+    let chain = observed
+        .map(|(_, o)| &o.chain)
+        .filter(|_| matches!(applied.outcome, Outcome::Applied { .. }));
+    let generation = bs.meta().generation;
+    let mut new_status =
+        status::compute(previous, generation, &applied.outcome, chain, now.clone());
+    match &applied.snapshots {
         Some(report) => {
-            snapshots::apply_to_status(&mut new_status, previous, report, generation, &now)
+            snapshots::apply_to_status(&mut new_status, previous, report, generation, now)
         }
         None => new_status.conditions.extend(
             previous
@@ -151,9 +230,9 @@ pub async fn reconcile(
                 .cloned(),
         ),
     }
-    if let Some((valid, facts)) = &backups {
-        let old = previous.and_then(|p| p.backup.as_ref());
-        let section = backup_status::section(old, facts);
+    if let Some((valid, observed)) = observed {
+        let facts = &observed.facts;
+        let section = backup_status::section(previous.and_then(|p| p.backup.as_ref()), facts);
         let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
         let extra = backup_status::conditions(
             valid,
@@ -161,44 +240,81 @@ pub async fn reconcile(
             section.as_ref(),
             previous_conditions,
             generation,
-            &now,
+            now,
         );
         new_status.conditions.retain(|c| {
             c.type_ != ConditionType::Restoring.as_str()
                 && c.type_ != ConditionType::BackupHealthy.as_str()
         });
         new_status.conditions.extend(extra);
-        backup_status::record_metrics(
-            &ctx.metrics,
-            &namespace,
-            &name,
-            old,
-            section.as_ref(),
-            &facts.backups,
-            valid.backup.as_ref().is_some_and(|b| b.scheduled),
-        );
         new_status.backup = section;
     }
-    if previous != Some(&new_status) {
-        let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &namespace);
-        let after = bounded(&ctx, Step::Status, status::write(&api, &name, &new_status)).await??;
-        ctx.recent_status.record(
-            key.clone(),
-            Arc::new(new_status.clone()),
-            context::Versions {
-                before: bs.resource_version(),
-                after,
-            },
-        );
-        // Events are best effort, but must not hold the reconcile either.
-        let events = async {
-            publish_transitions(&ctx, bs, previous, &new_status).await;
-            snapshots::announce_missing_api(&ctx, &bs.object_ref(&()), previous, &new_status).await;
-        };
-        if let Err(e) = bounded(&ctx, Step::Events, events).await {
-            warn!(error = %e, "publishing events");
-        }
+    new_status
+}
+
+/// The backup metrics, from the status section just computed.
+fn record_backup_metrics(
+    ctx: &Context,
+    bs: &BlockSight,
+    previous: Option<&BlockSightStatus>,
+    new_status: &BlockSightStatus,
+    observed: Option<&(validate::ValidBlockSight, Observed)>,
+) {
+    let Some((valid, observed)) = observed else {
+        return;
+    };
+    let (namespace, name) = key_of(bs);
+    backup_status::record_metrics(
+        &ctx.metrics,
+        &namespace,
+        &name,
+        previous.and_then(|p| p.backup.as_ref()),
+        new_status.backup.as_ref(),
+        &observed.facts.backups,
+        valid.backup.as_ref().is_some_and(|b| b.scheduled),
+    );
+}
+
+/// Write the status (the caller checked that it changed), and remember it until the cache
+/// shows it.
+async fn write_status(
+    ctx: &Context,
+    bs: &BlockSight,
+    key: &(String, String),
+    new_status: &BlockSightStatus,
+) -> Result<(), Error> {
+    let api: Api<BlockSight> = Api::namespaced(ctx.client.clone(), &key.0);
+    let after = bounded(ctx, Step::Status, status::write(&api, &key.1, new_status)).await??;
+    ctx.recent_status.record(
+        key.clone(),
+        Arc::new(new_status.clone()),
+        context::Versions {
+            before: bs.resource_version(),
+            after,
+        },
+    );
+    Ok(())
+}
+
+/// Events for the transitions between `previous` and `new_status`: best effort, and bounded
+/// so they never hold the reconcile.
+async fn publish_events(
+    ctx: &Context,
+    bs: &BlockSight,
+    previous: Option<&BlockSightStatus>,
+    new_status: &BlockSightStatus,
+) {
+    let events = async {
+        publish_transitions(ctx, bs, previous, new_status).await;
+        snapshots::announce_missing_api(ctx, &bs.object_ref(&()), previous, new_status).await;
+    };
+    if let Err(e) = bounded(ctx, Step::Events, events).await {
+        warn!(error = %e, "publishing events");
     }
+}
+
+fn record_instance_metrics(ctx: &Context, bs: &BlockSight, new_status: &BlockSightStatus) {
+    let (namespace, name) = key_of(bs);
     let components: Vec<(String, i32, i32)> = new_status
         .components
         .iter()
@@ -210,16 +326,25 @@ pub async fn reconcile(
         new_status.phase.unwrap_or(crate::crd::Phase::Pending),
         &components,
     );
+}
 
-    if let (Some(_), Some(e)) = (&error, &snapshot_error) {
+/// The result: the first failure, or the next look (the resync, or the next snapshot slot).
+fn finish(
+    ctx: &Context,
+    bs: &BlockSight,
+    applied: Applied,
+    now_ts: jiff::Timestamp,
+) -> Result<Action, Error> {
+    if let (Some(_), Some(e)) = (&applied.error, &applied.snapshot_error) {
         // Reported through the first error; this one is retried with it.
         warn!(error = %e, "volume snapshots");
     }
-    match error.or(snapshot_error) {
+    match applied.error.or(applied.snapshot_error) {
         Some(e) => Err(e),
         None => {
+            let (namespace, name) = key_of(bs);
             ctx.clear_failures(&BlockSight::kind(&()), &namespace, &name);
-            let next_slot = snapshot_report.and_then(|r| r.next_due);
+            let next_slot = applied.snapshots.and_then(|r| r.next_due);
             Ok(Action::requeue(requeue_after(
                 ctx.resync, now_ts, next_slot,
             )))
