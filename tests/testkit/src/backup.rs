@@ -1,4 +1,4 @@
-//! Helpers of tests/backup_programs.rs: the real PostgreSQL and S3 server (moto) that
+//! Helpers of tests/services/backup_programs.rs: the real PostgreSQL and S3 server (moto) that
 //! tests/run.sh starts, the two kinds of destination, source databases with real data, and
 //! runs of the `blocksight backup` binary.
 //!

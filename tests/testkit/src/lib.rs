@@ -1,4 +1,4 @@
-//! The shared fixtures of the operator's integration tests (tests/offline, tests/controller,
+//! The shared fixtures of the operator's integration tests (tests/controller and
 //! tests/services), one library instead of a copy compiled into each test binary:
 //!
 //! - [`mock_api`]: a scripted stand-in for the Kubernetes API server (tower-test), the

@@ -13,7 +13,7 @@ use kube::client::Body;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 
 #[tokio::test]
 async fn a_malformed_blocksight_is_reported_and_skipped_without_a_request() {

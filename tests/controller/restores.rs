@@ -25,7 +25,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const GROUP: &str = "/apis/blocksight.live/v1alpha1/namespaces/default";
 const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/default/events";
 

@@ -19,7 +19,7 @@ use blocksight_operator::controller::backup::{self as backups, BackupContext};
 use blocksight_operator::crd::{BlockSight, BlockSightBackup, BlockSightBackupSpec};
 use blocksight_operator::names::FINALIZER;
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const BSB_PATH: &str = "/apis/blocksight.live/v1alpha1/namespaces/default/blocksightbackups";
 
 fn lines(calls: &[Call]) -> Vec<String> {

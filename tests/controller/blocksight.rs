@@ -6,7 +6,7 @@ use blocksight_operator::desired::{self, BuildSettings, Child, ChildKind};
 use blocksight_operator::validate;
 use blocksight_testkit::mock_api::{self, Call, blocksight, caches, child_path as path, harness};
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
 
 /// What the controller applies while the API is held at zero (database and cache not ready).
