@@ -45,7 +45,7 @@ diff -r "$tmp" crds/
 diff -r crds/ charts/blocksight-operator/crds/
 rm -rf "$tmp"
 
-# --- BEGIN probe test services (tests/probes.rs) -------------------------------------------
+# --- BEGIN probe test services (tests/services) ---------------------------------------------
 # Throwaway PostgreSQL and Redis on 127.0.0.1, free ports, password auth, stopped on exit.
 # Skipped when BLOCKSIGHT_TEST_POSTGRES_URL and BLOCKSIGHT_TEST_REDIS_URL are already set
 # (e.g. CI service containers). PostgreSQL refuses to run as root, so as root it runs as the
@@ -103,7 +103,7 @@ else
 fi
 # --- END probe test services --------------------------------------------------------------
 
-# --- BEGIN backup test S3 (tests/backup_programs.rs) ----------------------------------------
+# --- BEGIN backup test S3 (tests/services/backup_programs.rs) -------------------------------
 # moto's S3 server on 127.0.0.1 (free port): the S3 destination of the backup program tests
 # (tests/requirements.txt pins it). Stopped on exit after the services above. Skipped when
 # BLOCKSIGHT_TEST_S3_ENDPOINT is already set (e.g. a CI service container).
@@ -174,7 +174,10 @@ KUBECTL="$BLOCKSIGHT_E2E_KUBECTL" PYTHON="$REPO/.venv/bin/python" \
 export BLOCKSIGHT_E2E_OPERATOR_KUBECONFIG="$cp_dir/operator.kubeconfig"
 # --- END Kubernetes control plane ---------------------------------------------------------
 
-step "cargo test (unit, builders, controller against a mock API server, e2e on the control plane)"
+# The integration test binaries: tests/offline (pure), tests/controller (the reconcilers
+# against a scripted API server), tests/services (the servers started above), tests/e2e (the
+# control plane); their fixtures are the tests/testkit crate.
+step "cargo test (unit; offline, controller against a mock API server, services, e2e on the control plane)"
 CI=true cargo test --locked --all-targets
 
 # --- BEGIN fake API server and benchmark smoke run (tests/fake-apiserver) ------------------

@@ -1,8 +1,6 @@
 //! The probe clients (src/probe) against fake bitcoind and Electrum servers and the real
 //! PostgreSQL and Redis that tests/run.sh starts, and `blocksight probe` end to end.
 
-mod fakes;
-
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
@@ -10,10 +8,10 @@ use blocksight_operator::crd::ChainStatus;
 use blocksight_operator::probe::{
     self, BitcoindReport, BitcoindTarget, Bootstrap, ElectrsTarget, ProbeError,
 };
-use fakes::bitcoind::{Chain, FakeBitcoind, State};
-use fakes::electrum::{FakeElectrum, Tip};
-use fakes::services::{self, unique_name};
-use fakes::{SilentServer, closed_port};
+use blocksight_testkit::fakes::bitcoind::{Chain, FakeBitcoind, State};
+use blocksight_testkit::fakes::electrum::{FakeElectrum, Tip};
+use blocksight_testkit::fakes::services::{self, unique_name};
+use blocksight_testkit::fakes::{self, SilentServer, closed_port};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 

@@ -3,15 +3,14 @@
 //! is retried with backoff rather than in a loop, and converges once the server answers
 //! again, with every child and Secret written exactly once.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES};
 use blocksight_fake_apiserver::{Latency, Verb};
-use common::NAMESPACE;
 use tokio::time::Instant;
+
+use crate::common::{self, NAMESPACE};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 

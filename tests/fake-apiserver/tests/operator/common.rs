@@ -1,7 +1,6 @@
 //! The real `blocksight run` code path (Controller, watches, leader election) in-process
-//! against the fake. One operator per test binary: it finds the fake through KUBECONFIG,
-//! which is process-wide.
-#![allow(dead_code)]
+//! against the fake. One operator at a time in this process: it finds the fake through
+//! KUBECONFIG, which is process-wide, so a [`Harness`] holds [`one_at_a_time`] while it lives.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,11 +11,23 @@ use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, Counts, FakeApiServer};
 use blocksight_operator::desired::BuildSettings;
 use blocksight_operator::runtime::{RunConfig, run};
+use tokio::sync::{Mutex, MutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub const NAMESPACE: &str = "default";
 pub const IDENTITY: &str = "test-replica";
+
+/// The tests of this binary run one at a time, as when each was a binary of its own: the
+/// in-process operator reads KUBECONFIG, which each test points at its own fake, and the
+/// timings asserted (backoff, shutdown) assume a test has the machine to itself.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// Wait for the tests before to finish; the next one starts when the guard drops (also when
+/// a test panics).
+pub async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
+}
 
 /// A running operator.
 struct Operator {
@@ -30,10 +41,14 @@ pub struct Harness {
     kubeconfig: PathBuf,
     /// The next operator's `--reconcile-timeout`.
     pub reconcile_timeout: Duration,
+    /// Last, so released last: after `drop` has aborted the operator and the fake is gone.
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
-/// Start the fake (kubelet on) and point KUBECONFIG at it; no operator yet.
+/// Wait for the tests before (see [`one_at_a_time`]), start the fake (kubelet on) and point
+/// KUBECONFIG at it; no operator yet.
 pub async fn fake() -> Harness {
+    let one_at_a_time = one_at_a_time().await;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -52,14 +67,16 @@ pub async fn fake() -> Harness {
         fake.address().port()
     ));
     fake.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    // SAFETY: each test binary runs one test, and nothing reads the environment while it
-    // is set (the operator reads it later, when it starts).
+    // SAFETY: the tests of this binary run one at a time (we hold `one_at_a_time`), and
+    // nothing reads the environment while it is set (the operator reads it later, when it
+    // starts).
     unsafe { std::env::set_var("KUBECONFIG", &kubeconfig) };
     Harness {
         fake,
         operator: None,
         kubeconfig,
         reconcile_timeout: blocksight_operator::controller::RECONCILE_TIMEOUT,
+        _one_at_a_time: one_at_a_time,
     }
 }
 

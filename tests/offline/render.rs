@@ -9,8 +9,8 @@ use blocksight_operator::desired::{self, BuildSettings, Child};
 use blocksight_operator::validate::{self, ValidBlockSight};
 use serde_json::Value;
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
-const MAINNET: &str = include_str!("../examples/mainnet.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
+const MAINNET: &str = include_str!("../../examples/mainnet.yaml");
 
 fn render(yaml: &str) -> String {
     cli::render(yaml, OutputFormat::Yaml, false, &BuildSettings::default()).expect("renders")
@@ -58,14 +58,26 @@ fn pod_specs(objects: &[Value]) -> Vec<(String, &Value)> {
         .collect()
 }
 
+/// The example snapshots keep the files they had when this module was a test binary of its
+/// own, tests/snapshots/render__<name>.snap (insta's default here would be
+/// tests/offline/snapshots/offline__render__<name>.snap).
+fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
 #[test]
 fn regtest_example_snapshot() {
-    insta::assert_snapshot!("regtest", render(REGTEST));
+    let _snapshots = snapshot_settings().bind_to_scope();
+    insta::assert_snapshot!("render__regtest", render(REGTEST));
 }
 
 #[test]
 fn mainnet_example_snapshot() {
-    insta::assert_snapshot!("mainnet", render(MAINNET));
+    let _snapshots = snapshot_settings().bind_to_scope();
+    insta::assert_snapshot!("render__mainnet", render(MAINNET));
 }
 
 #[test]

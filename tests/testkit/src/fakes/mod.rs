@@ -1,7 +1,6 @@
 //! Stand-ins for the servers the probes talk to: a scripted bitcoind JSON-RPC server, an
 //! Electrum server, a server that accepts and never answers, a closed port; and access to
 //! the real PostgreSQL and Redis that tests/run.sh starts.
-#![allow(dead_code)]
 
 pub mod bitcoind;
 pub mod electrum;

@@ -2,20 +2,18 @@
 //! in the middle of a reconcile, an API server that stops answering, secrets kept out of
 //! the logs.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use blocksight_operator::desired::{self, BuildSettings};
 use blocksight_operator::runtime::{RunError, check_crd};
+use blocksight_testkit::mock_api::{Call, HANG, blocksight, caches, child_path as path, harness};
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use support::{Call, HANG, blocksight, caches, child_path as path, harness};
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 
 #[tokio::test]
 async fn a_malformed_blocksight_is_reported_and_skipped_without_a_request() {

@@ -1,14 +1,12 @@
 //! The controller against a scripted API server: each scenario asserts the exact requests
 //! (method, path, query, body) a reconciliation sends, and that it sends no others.
 
-mod support;
-
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::desired::{self, BuildSettings, Child, ChildKind};
 use blocksight_operator::validate;
-use support::{Call, blocksight, caches, child_path as path, harness};
+use blocksight_testkit::mock_api::{self, Call, blocksight, caches, child_path as path, harness};
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const QUERY: &str = "?&force=true&fieldManager=blocksight-operator";
 
 /// What the controller applies while the API is held at zero (database and cache not ready).
@@ -23,14 +21,14 @@ fn desired_gated(bs: &BlockSight) -> Vec<Child> {
 }
 
 /// The chain probes report every service up and synced.
-fn chain_synced(h: &support::Harness, bs: &BlockSight) {
+fn chain_synced(h: &mock_api::Harness, bs: &BlockSight) {
     let key = (
         bs.metadata.namespace.clone().unwrap(),
         bs.metadata.name.clone().unwrap(),
     );
     h.ctx
         .poller
-        .publish(key, support::synced_observation(bs.spec.electrs.enabled));
+        .publish(key, mock_api::synced_observation(bs.spec.electrs.enabled));
 }
 
 fn desired(bs: &BlockSight) -> Vec<Child> {
@@ -251,7 +249,7 @@ async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
         unreachable!()
     };
     d.spec.replicas = Some(5);
-    let mut meta = support::applied_meta(api);
+    let mut meta = mock_api::applied_meta(api);
     meta.managed_fields
         .as_mut()
         .unwrap()
@@ -278,7 +276,7 @@ async fn a_child_changed_by_hand_is_applied_again_and_only_that_child() {
     chain_synced(&h, &bs);
     let steady = {
         // Status as a converged controller would have written it.
-        let probe = harness(support::caches_like(&bs), vec![]);
+        let probe = harness(mock_api::caches_like(&bs), vec![]);
         chain_synced(&probe, &bs);
         probe.reconcile(&bs).await.unwrap();
         with_written_status(bs.clone(), &probe.take_calls())
@@ -580,7 +578,7 @@ async fn the_api_starts_serving_once_database_and_cache_are_ready_and_keeps_serv
     }
     let h = harness(caches, vec![]);
     // The node is still in initial block download, but the database and the cache answer.
-    let mut chain = support::synced_observation(true);
+    let mut chain = mock_api::synced_observation(true);
     chain.bitcoind.last.as_mut().unwrap().initial_block_download = true;
     chain.bitcoind.last.as_mut().unwrap().headers = 900_000;
     h.ctx
@@ -632,7 +630,7 @@ async fn chain_sync_and_an_unreachable_service_are_reported_once_as_events() {
     writers.converge(&bs, true);
     let h = harness(caches, vec![]);
     let key = ("default".to_owned(), "dev".to_owned());
-    let mut chain = support::synced_observation(true);
+    let mut chain = mock_api::synced_observation(true);
     chain.bitcoind.last.as_mut().unwrap().initial_block_download = true;
     h.ctx.poller.publish(key.clone(), chain.clone());
     h.reconcile(&bs).await.unwrap();
@@ -641,7 +639,7 @@ async fn chain_sync_and_an_unreachable_service_are_reported_once_as_events() {
     // IBD completes: status and one Normal ChainSynced event (and Ready).
     h.ctx
         .poller
-        .publish(key.clone(), support::synced_observation(true));
+        .publish(key.clone(), mock_api::synced_observation(true));
     h.reconcile(&bs).await.unwrap();
     let calls = h.take_calls();
     let reasons: Vec<&str> = calls
@@ -657,7 +655,7 @@ async fn chain_sync_and_an_unreachable_service_are_reported_once_as_events() {
     let bs = with_written_status(bs, &calls);
 
     // Redis stops answering for several polls: Degraded, CacheReady Unknown, a Warning.
-    let mut chain = support::synced_observation(true);
+    let mut chain = mock_api::synced_observation(true);
     for _ in 0..UNREACHABLE_AFTER {
         chain
             .redis

@@ -27,6 +27,8 @@ use blocksight_fake_apiserver::{Config, FakeApiServer, Latency, Verb};
 use blocksight_operator::desired::BuildSettings;
 use tokio::time::Instant;
 
+use crate::common;
+
 const NAMESPACE: &str = "default";
 const LEASE: &str = "blocksight-operator";
 
@@ -167,6 +169,7 @@ fn written_once(expected: &Expected) -> BTreeMap<(Verb, String, String), Vec<u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_reconcile_finishes_it_starts_nothing_and_releases_the_lease() {
+    let _one_at_a_time = common::one_at_a_time().await;
     let binary = binary();
     let fake = FakeApiServer::start(Config {
         kubelet: Some(Duration::from_millis(50)),

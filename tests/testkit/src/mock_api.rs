@@ -1,6 +1,5 @@
-//! Test support: a scripted stand-in for the Kubernetes API server (tower-test), and
-//! helpers to fill the controller's watch caches.
-#![allow(dead_code)]
+//! A scripted stand-in for the Kubernetes API server (tower-test), helpers to fill the
+//! controller's watch caches, and a harness that reconciles against both.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -56,21 +55,13 @@ pub type Faults = Vec<(String, u16)>;
 /// Not a status code: the request is received and never answered (a hung API server).
 pub const HANG: u16 = 0;
 
-/// Answer every request as the API server would (echo applied and created objects with a
-/// uid and resourceVersion, acknowledge deletes), and record it.
-pub async fn serve(
-    handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-    calls: Arc<Mutex<Vec<Call>>>,
-    faults: Arc<Mutex<Faults>>,
-    primary: Arc<Mutex<Option<Value>>>,
-) {
-    serve_with(handle, calls, faults, primary, Arc::default()).await
-}
-
 /// Objects the server holds by REST path (without query): PATCHes of them and of their
 /// status answer with the stored object (status replaced by a status patch's).
 pub type Stored = Arc<Mutex<std::collections::BTreeMap<String, Value>>>;
 
+/// Answer every request as the API server would (echo applied and created objects with a
+/// uid and resourceVersion, acknowledge deletes, answer for the [`Stored`] objects), and
+/// record it.
 pub async fn serve_with(
     mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
     calls: Arc<Mutex<Vec<Call>>>,

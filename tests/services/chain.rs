@@ -2,8 +2,6 @@
 //! silence), a fake Electrum server, and the real PostgreSQL and Redis of tests/run.sh:
 //! what it publishes, when it asks for a reconcile, the metrics, and the conditions.
 
-mod fakes;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,10 +12,10 @@ use blocksight_operator::chain::poller::{PollSettings, Poller, PostgresPlan, Pro
 use blocksight_operator::crd::ConditionType;
 use blocksight_operator::crd::Network;
 use blocksight_operator::metrics::Metrics;
-use fakes::SilentServer;
-use fakes::bitcoind::{Chain, FakeBitcoind, State};
-use fakes::electrum::{FakeElectrum, Tip};
-use fakes::services::{self, unique_name};
+use blocksight_testkit::fakes::SilentServer;
+use blocksight_testkit::fakes::bitcoind::{Chain, FakeBitcoind, State};
+use blocksight_testkit::fakes::electrum::{FakeElectrum, Tip};
+use blocksight_testkit::fakes::services::{self, unique_name};
 
 struct Setup {
     poller: Poller,

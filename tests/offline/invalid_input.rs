@@ -139,8 +139,8 @@ fn the_crd_transition_rules_reject_every_update_in_the_corpus() {
 #[test]
 fn valid_examples_pass_the_cel_rules() {
     for yaml in [
-        include_str!("../examples/regtest.yaml"),
-        include_str!("../examples/mainnet.yaml"),
+        include_str!("../../examples/regtest.yaml"),
+        include_str!("../../examples/mainnet.yaml"),
     ] {
         let bs: BlockSight = serde_yaml::from_str(yaml).unwrap();
         assert_eq!(validate::check_cel(&bs, None), vec![]);
@@ -148,7 +148,7 @@ fn valid_examples_pass_the_cel_rules() {
 }
 
 fn mainnet() -> BlockSight {
-    serde_yaml::from_str(include_str!("../examples/mainnet.yaml")).unwrap()
+    serde_yaml::from_str(include_str!("../../examples/mainnet.yaml")).unwrap()
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn restore_from_is_immutable() {
 
 #[test]
 fn the_backup_volume_may_grow_but_never_shrink_and_keeps_its_class() {
-    let yaml = include_str!("../examples/regtest.yaml").replace(
+    let yaml = include_str!("../../examples/regtest.yaml").replace(
         "volume: {size: 2Gi}",
         "volume: {size: 2Gi, storageClassName: slow}",
     );

@@ -1,16 +1,14 @@
-//! Helpers of tests/backup_programs.rs: the real PostgreSQL and S3 server (moto) that
+//! Helpers of tests/services/backup_programs.rs: the real PostgreSQL and S3 server (moto) that
 //! tests/run.sh starts, the two kinds of destination, source databases with real data, and
 //! runs of the `blocksight backup` binary.
 //!
 //! Without the services the tests fail, so CI can never skip them silently; a developer
-//! without them opts out with BLOCKSIGHT_ALLOW_NO_SERVICES=1 (as in tests/fakes/services.rs).
-#![allow(dead_code)]
+//! without them opts out with BLOCKSIGHT_ALLOW_NO_SERVICES=1 (as in [`crate::fakes::services`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::str::FromStr as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::TryStreamExt as _;
 use object_store::aws::AmazonS3Builder;
@@ -22,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-pub const POSTGRES_URL: &str = "BLOCKSIGHT_TEST_POSTGRES_URL";
+pub use crate::fakes::services::{POSTGRES_URL, unique_name};
 pub const S3_ENDPOINT: &str = "BLOCKSIGHT_TEST_S3_ENDPOINT";
 /// The prefix the tests pass to every command (the default is `blocksight/`).
 pub const PREFIX: &str = "backups/test";
@@ -64,16 +62,6 @@ fn service_var(var: &str) -> Option<String> {
              tests that need them)"
         ),
     }
-}
-
-/// A name no other test (nor an earlier run) uses: `<prefix>_<pid>_<n>`.
-pub fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// The test PostgreSQL (superuser) and the client tools of its major version.
@@ -474,9 +462,11 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Run `blocksight backup <args>` with exactly `env` (plus HOME and TMPDIR).
-pub async fn blocksight(args: &[&str], env: &[(String, String)]) -> Run {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_blocksight"))
+/// Run `<exe> backup <args>` with exactly `env` (plus HOME and TMPDIR). `exe` is the
+/// operator's `blocksight` binary: `env!("CARGO_BIN_EXE_blocksight")` in the operator's own
+/// tests (Cargo sets it for them, not for this library).
+pub async fn blocksight(exe: &str, args: &[&str], env: &[(String, String)]) -> Run {
+    let output = tokio::process::Command::new(exe)
         .arg("backup")
         .args(args)
         .env_clear()
@@ -522,10 +512,6 @@ pub fn fake_pg_dump(version: &str) -> tempfile::TempDir {
     .expect("write the fake pg_dump");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
-}
-
-pub fn file_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    dir.path().join(name)
 }
 
 pub fn read_json(path: &FsPath) -> Value {

@@ -195,7 +195,7 @@ fn endpoint(bs: &ValidBlockSight, peer: Peer) -> Endpoint {
     }
 }
 
-const MAINNET: &str = include_str!("../examples/mainnet.yaml");
+const MAINNET: &str = include_str!("../../examples/mainnet.yaml");
 /// Backups to an S3-compatible server on another port, with keys in a Secret.
 const MINIO: &str = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: lab, namespace: lab}\nspec:\n  network: regtest\n  backup:\n    enabled: true\n    destination:\n      s3: {bucket: lab-backups, endpoint: 'http://minio.storage:9000', forcePathStyle: true, credentialsSecretRef: {secretName: minio-keys}}\n";
 const EXTERNAL_DB: &str = "apiVersion: blocksight.live/v1alpha1\nkind: BlockSight\nmetadata: {name: ext, namespace: apps}\nspec:\n  network: signet\n  electrs: {enabled: false}\n  postgres: {external: {secretRef: {name: db, key: uri}}}\n  monitoring: {grafana: {enabled: false}}\n  networkPolicy:\n    extraApiPeers: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: partners}}}]\n";

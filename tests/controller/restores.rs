@@ -4,8 +4,6 @@
 //! new BlockSight starting from a backup, and drill results in status, conditions, events
 //! and metrics.
 
-mod support;
-
 use std::sync::Arc;
 
 use blocksight_operator::controller::backup::BackupContext;
@@ -15,6 +13,9 @@ use blocksight_operator::crd::{
 };
 use blocksight_operator::desired::{self, BuildSettings, ChildKind};
 use blocksight_operator::validate;
+use blocksight_testkit::mock_api::{
+    self, CacheWriters, Call, Harness, blocksight, caches, child_path, harness,
+};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
@@ -23,9 +24,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::DeserializeGuard;
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
-use support::{CacheWriters, Call, Harness, blocksight, caches, child_path, harness};
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const GROUP: &str = "/apis/blocksight.live/v1alpha1/namespaces/default";
 const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/default/events";
 
@@ -193,7 +193,7 @@ fn chain_synced(h: &Harness, bs: &BlockSight) {
     );
     h.ctx
         .poller
-        .publish(key, support::synced_observation(bs.spec.electrs.enabled));
+        .publish(key, mock_api::synced_observation(bs.spec.electrs.enabled));
 }
 
 fn condition(status: &Value, kind: &str) -> (String, String) {

@@ -2,10 +2,9 @@
 //! completed (result read from the pod's termination message), pod or Job gone mid-backup,
 //! a BlockSight that does not exist, and deletion of the data with the object.
 
-mod support;
-
 use std::sync::Arc;
 
+use blocksight_testkit::mock_api::{self, Call, Harness, blocksight, caches, harness};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
@@ -15,13 +14,12 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::json;
-use support::{Call, Harness, blocksight, caches, harness};
 
 use blocksight_operator::controller::backup::{self as backups, BackupContext};
 use blocksight_operator::crd::{BlockSight, BlockSightBackup, BlockSightBackupSpec};
 use blocksight_operator::names::FINALIZER;
 
-const REGTEST: &str = include_str!("../examples/regtest.yaml");
+const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const BSB_PATH: &str = "/apis/blocksight.live/v1alpha1/namespaces/default/blocksightbackups";
 
 fn lines(calls: &[Call]) -> Vec<String> {
@@ -71,7 +69,7 @@ fn scene(blocksights: &[BlockSight]) -> Scene {
         ctx: h.ctx.clone(),
         blocksights: store,
     });
-    let support::CacheWriters { jobs, pods, .. } = writers;
+    let mock_api::CacheWriters { jobs, pods, .. } = writers;
     Scene {
         h,
         bctx,

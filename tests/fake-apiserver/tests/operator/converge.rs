@@ -1,15 +1,14 @@
 //! The operator against the fake: it converges, then costs the API server nothing, and a
 //! spec change applies exactly the children whose content changes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use blocksight_fake_apiserver::convergence::CHILD_RESOURCES;
 use blocksight_fake_apiserver::{Subresource, Verb};
-use common::{IDENTITY, NAMESPACE};
 use serde_json::json;
+
+use crate::common::{self, IDENTITY, NAMESPACE};
 
 const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
 

@@ -3,10 +3,8 @@
 //! own pg_dump and pg_restore, and both kinds of destination, a local folder and an S3
 //! server (moto).
 
-mod backup_support;
-
-use backup_support::{
-    Destination, Kind, Run, Services, blocksight, closed_port, fake_pg_dump, source_row_counts,
+use blocksight_testkit::backup::{
+    self, Destination, Kind, Run, Services, closed_port, fake_pg_dump, source_row_counts,
     unique_name, with_env,
 };
 use serde_json::{Value, json};
@@ -38,6 +36,11 @@ on_both_destinations!(
     interrupted_upload_is_not_a_backup_and_is_pruned_later,
     delete_removes_one_backup_and_is_idempotent,
 );
+
+/// `blocksight backup <args>` of this package's binary, which only its own tests can name.
+async fn blocksight(args: &[&str], env: &[(String, String)]) -> Run {
+    backup::blocksight(env!("CARGO_BIN_EXE_blocksight"), args, env).await
+}
 
 /// `backup <command> <destination flags> <extra>`.
 async fn run(services: &Services, dest: &Destination, command: &str, extra: &[&str]) -> Run {
@@ -147,7 +150,7 @@ async fn round_trip(kind: Kind) {
     stored["location"] = manifest["location"].clone();
     assert_eq!(stored, manifest);
     // The compact result for the controller (a Pod's termination message).
-    let result = backup_support::read_json(&result_file);
+    let result = backup::read_json(&result_file);
     assert_eq!(result["sha256"], manifest["sha256"]);
     assert_eq!(result["sizeBytes"], manifest["sizeBytes"]);
     assert!(std::fs::metadata(&result_file).unwrap().len() <= 4096);

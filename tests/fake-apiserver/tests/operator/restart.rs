@@ -2,12 +2,12 @@
 //! converges, and a restart over a converged cluster costs its initial lists and nothing
 //! else.
 
-mod common;
-
 use std::time::Duration;
 
 use blocksight_fake_apiserver::convergence::CHILD_RESOURCES;
 use blocksight_fake_apiserver::{Latency, Verb};
+
+use crate::common;
 
 const NAMES: [&str; 3] = ["one", "two", "three"];
 

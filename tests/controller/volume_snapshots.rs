@@ -2,19 +2,17 @@
 //! VolumeSnapshot object against the upstream CRD, and the controller taking and pruning
 //! snapshots against a scripted API server with a fixed clock.
 
-mod support;
-
 use std::sync::Arc;
 
 use blocksight_operator::crd::{BlockSight, SnapshotComponent};
 use blocksight_operator::desired::{self, BuildSettings, Child, volume_snapshot};
 use blocksight_operator::validate;
+use blocksight_testkit::mock_api::{Call, blocksight, caches, harness_with};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use support::{Call, blocksight, caches, harness_with};
 
 /// Weekly snapshots of both chain volumes; deletionPolicy Retain (the default).
 const SNAPSHOTTED: &str = "

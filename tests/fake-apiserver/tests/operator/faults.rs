@@ -2,14 +2,13 @@
 //! (another writer won the race) are recovered from, with no duplicate object and no
 //! write repeated except the one that failed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES};
 use blocksight_fake_apiserver::{Fault, Verb};
-use common::NAMESPACE;
+
+use crate::common::{self, NAMESPACE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_from_a_failed_apply_and_a_lost_create_race_without_duplicates() {
