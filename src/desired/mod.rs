@@ -74,7 +74,7 @@ impl Default for BuildSettings {
 /// - YAML 1.1 quoting (`yaml_12: false`): kubectl reads manifests with sigs.k8s.io/yaml
 ///   (go-yaml, YAML 1.1), so every string a YAML 1.1 or 1.2 reader would resolve to another
 ///   type (`yes`, `on`, `y`, `~`, `1:20`, `0o17`, `2001-12-14`, `.inf`, ...) is quoted, in
-///   keys as in values. `tests/render.rs` checks this against both readers.
+///   keys as in values. `tests/offline/render.rs` checks this against both readers.
 /// - block style, 2-space indentation, list items at their key's indentation (as libyaml).
 /// - multi-line strings (ConfigMap files, scripts) as literal blocks `|`; long single-line
 ///   strings stay on one line (no folded `>` blocks: a command line or an annotation reads

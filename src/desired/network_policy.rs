@@ -1,6 +1,6 @@
 //! NetworkPolicies of a BlockSight: deny everything to and from its pods, then allow exactly
 //! the [`flows`] the design needs. The flow list is data: the policies are built from it,
-//! docs/security.md tabulates it, and tests/network_policy.rs checks both against a model of
+//! docs/security.md tabulates it, and tests/offline/network_policy.rs checks both against a model of
 //! Kubernetes' NetworkPolicy semantics.
 
 use std::collections::BTreeMap;
