@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod names;
 pub mod probe;
 pub mod rbac;
+pub mod render;
 pub mod retention;
 pub mod run;
 pub mod schedule;
