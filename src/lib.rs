@@ -8,8 +8,8 @@
 pub mod assets;
 pub mod backup_tool;
 pub mod chain;
-pub mod cli;
 pub mod cluster_version;
+pub mod cmd;
 pub mod controller;
 pub mod crd;
 pub mod desired;
@@ -21,4 +21,5 @@ pub mod render;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod telemetry;
 pub mod validate;

@@ -14,7 +14,7 @@ use super::{
     BackupRef, Destination, DestinationConfig, DumpRequest, PgServer, PgSettings, PrunePolicy,
     RestoreRequest, S3Settings,
 };
-use crate::cli::LogFormat;
+use crate::telemetry::LogFormat;
 
 /// Kubernetes keeps at most 4096 bytes of a container's termination message.
 const RESULT_FILE_LIMIT: usize = 4096;
@@ -261,7 +261,7 @@ impl Output {
 /// Run the command; print its result on stdout, or `error: <category>: <message>` on
 /// stderr. Returns the exit code.
 pub async fn run(args: BackupArgs) -> u8 {
-    crate::cli::init_logging(args.log_format);
+    crate::telemetry::init_logging(args.log_format);
     let (output, code) = match execute(args.command).await {
         Ok(output) => {
             println!("{}", output.stdout);
