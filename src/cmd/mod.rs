@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod copy_self;
 pub mod crd;
+pub mod probe;
 pub mod render;
 pub mod run;
 
@@ -34,7 +35,7 @@ pub enum Command {
     /// Print the RBAC rules the controller needs (the Helm chart grants exactly these).
     Rbac,
     /// Ask bitcoind, electrs, PostgreSQL or Redis for its state; print it as JSON.
-    Probe(crate::probe::cli::ProbeArgs),
+    Probe(probe::ProbeArgs),
     /// Back up, list, prune, restore and verify database backups (what the backup Jobs run).
     Backup(crate::backup_tool::cli::BackupArgs),
     /// Print the version.
@@ -51,7 +52,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::execute(args).await,
         Command::Crd(args) => crd::execute(args),
         Command::Render(args) => render::execute(args),
-        Command::Probe(args) => Ok(crate::probe::cli::run(args).await),
+        Command::Probe(args) => probe::execute(args).await,
         Command::Backup(args) => Ok(crate::backup_tool::cli::run(args).await),
         Command::Rbac => {
             print!("{}", crate::rbac::to_yaml());
