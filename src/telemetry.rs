@@ -1,7 +1,7 @@
 //! Logging setup: RUST_LOG filters, JSON or plain lines on stderr.
 
 /// How log lines are written.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug)]
 pub enum LogFormat {
     Json,
     Plain,

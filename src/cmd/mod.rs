@@ -2,13 +2,16 @@
 //! and [`execute`], which hands the parsed command to its module.
 
 pub mod assets;
+pub mod backup;
 pub mod copy_self;
 pub mod crd;
 pub mod probe;
 pub mod render;
 pub mod run;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,13 +40,29 @@ pub enum Command {
     /// Ask bitcoind, electrs, PostgreSQL or Redis for its state; print it as JSON.
     Probe(probe::ProbeArgs),
     /// Back up, list, prune, restore and verify database backups (what the backup Jobs run).
-    Backup(crate::backup_tool::cli::BackupArgs),
+    Backup(backup::BackupArgs),
     /// Print the version.
     Version,
     /// Copy this binary to a path (the backup pods' init container installs it for the
     /// PostgreSQL image's container; the operator image has no shell or cp).
     #[command(hide = true)]
     CopySelf(copy_self::CopySelfArgs),
+}
+
+// `--log-format` of `run` and `backup`: telemetry::LogFormat as a flag value.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormatArg {
+    Json,
+    Plain,
+}
+
+impl From<LogFormatArg> for telemetry::LogFormat {
+    fn from(format: LogFormatArg) -> Self {
+        match format {
+            LogFormatArg::Json => Self::Json,
+            LogFormatArg::Plain => Self::Plain,
+        }
+    }
 }
 
 /// Execute a parsed command line; returns the process exit code.
@@ -53,7 +72,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         Command::Crd(args) => crd::execute(args),
         Command::Render(args) => render::execute(args),
         Command::Probe(args) => probe::execute(args).await,
-        Command::Backup(args) => Ok(crate::backup_tool::cli::run(args).await),
+        Command::Backup(args) => backup::execute(args).await,
         Command::Rbac => {
             print!("{}", crate::rbac::to_yaml());
             Ok(0)

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
+use super::LogFormatArg;
 use crate::desired::BuildSettings;
 use crate::run::{self, RunConfig};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -16,8 +17,8 @@ pub struct RunArgs {
     /// Address of /metrics, /livez and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
-    log_format: LogFormat,
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Plain)]
+    log_format: LogFormatArg,
     /// Elect a leader through a coordination.k8s.io/v1 Lease, so replicas can run safely.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -86,7 +87,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<u8> {
         reconcile_timeout,
         no_probes,
     } = args;
-    telemetry::init_logging(log_format);
+    telemetry::init_logging(log_format.into());
     let config = RunConfig {
         namespace,
         metrics_addr,

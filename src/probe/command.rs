@@ -65,7 +65,7 @@ fn read_secret(env: Option<&str>, file: Option<&PathBuf>) -> Result<String, Prob
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
             .map_err(|e| ProbeError::InvalidTarget(format!("{}: {e}", path.display()))),
-        // clap's group makes one of them required.
+        // The command line's clap group makes one of them required.
         (None, None) => Err(ProbeError::InvalidTarget("no secret source given".into())),
     }
 }
