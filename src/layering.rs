@@ -26,7 +26,6 @@ const RANKS: &[(&str, u8)] = &[
     ("controller", 7),
     ("runtime", 8),
     ("cmd", 9),
-    ("cli", 9),
 ];
 
 fn rank(module: &str) -> Option<u8> {

@@ -1,12 +1,12 @@
 use std::process::ExitCode;
 
-use blocksight_operator::cli::{self, Cli};
+use blocksight_operator::cmd::{self, Cli};
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli::execute(cli).await {
+    match cmd::execute(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");

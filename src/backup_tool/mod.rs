@@ -22,7 +22,7 @@
 //! corrupt (or a client tool failed), 2 usage or configuration error, 3 destination or
 //! database unreachable.
 
-pub mod cli;
+pub mod command;
 mod dump;
 mod error;
 mod manifest;

@@ -13,7 +13,7 @@
 //! deadline even if a socket is slower to give up.
 
 mod cache;
-pub mod cli;
+pub mod command;
 mod electrum;
 mod error;
 mod node;

@@ -20,8 +20,9 @@ fn folder(dir: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn crds_folder_matches_the_code() {
-    let generated: BTreeMap<String, String> =
-        blocksight_operator::cli::crd_files().into_iter().collect();
+    let generated: BTreeMap<String, String> = blocksight_operator::render::crd_files()
+        .into_iter()
+        .collect();
     for dir in ["crds", "charts/blocksight-operator/crds"] {
         assert!(
             folder(dir) == generated,

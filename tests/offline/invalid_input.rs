@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use blocksight_operator::cli::{self, OutputFormat};
 use blocksight_operator::crd::BlockSight;
 use blocksight_operator::desired::BuildSettings;
+use blocksight_operator::render::{self, OutputFormat};
 use blocksight_operator::validate;
 
 struct Case {
@@ -49,7 +49,7 @@ fn the_corpus_is_large_enough() {
 #[test]
 fn render_rejects_every_invalid_document_naming_the_field() {
     for case in corpus() {
-        let error = cli::render(
+        let error = render::render(
             &case.text,
             OutputFormat::Yaml,
             false,
@@ -201,7 +201,7 @@ fn storage_may_grow_but_never_shrink_and_its_class_is_immutable() {
 
 #[test]
 fn render_names_the_document_and_the_bad_kind() {
-    let error = cli::render(
+    let error = render::render(
         "kind: Deployment\n",
         OutputFormat::Yaml,
         false,
@@ -214,7 +214,8 @@ fn render_names_the_document_and_the_bad_kind() {
             .contains("document 1: kind \"Deployment\" is not BlockSight"),
         "{error}"
     );
-    let error = cli::render("", OutputFormat::Yaml, false, &BuildSettings::default()).unwrap_err();
+    let error =
+        render::render("", OutputFormat::Yaml, false, &BuildSettings::default()).unwrap_err();
     assert!(
         error.to_string().contains("no BlockSight document"),
         "{error}"

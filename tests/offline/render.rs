@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use blocksight_operator::cli::{self, OutputFormat};
 use blocksight_operator::crd::{BlockSight, Network};
 use blocksight_operator::desired::{self, BuildSettings, Child};
+use blocksight_operator::render::{self, OutputFormat};
 use blocksight_operator::validate::{self, ValidBlockSight};
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ const REGTEST: &str = include_str!("../../examples/regtest.yaml");
 const MAINNET: &str = include_str!("../../examples/mainnet.yaml");
 
 fn render(yaml: &str) -> String {
-    cli::render(yaml, OutputFormat::Yaml, false, &BuildSettings::default()).expect("renders")
+    render::render(yaml, OutputFormat::Yaml, false, &BuildSettings::default()).expect("renders")
 }
 
 fn valid(yaml: &str) -> ValidBlockSight {
@@ -83,7 +83,7 @@ fn mainnet_example_snapshot() {
 #[test]
 fn render_is_deterministic_and_json_matches_yaml() {
     assert_eq!(render(MAINNET), render(MAINNET));
-    let json = cli::render(
+    let json = render::render(
         MAINNET,
         OutputFormat::Json,
         false,
@@ -322,7 +322,7 @@ fn generated_secret_values_appear_only_in_secrets() {
             .collect();
         assert!(values.len() >= 6, "found the generated passwords");
         let rendered =
-            cli::render(yaml, OutputFormat::Json, true, &BuildSettings::default()).unwrap();
+            render::render(yaml, OutputFormat::Json, true, &BuildSettings::default()).unwrap();
         let list: Value = serde_json::from_str(&rendered).unwrap();
         let plain: Vec<String> = list["items"]
             .as_array()
@@ -945,13 +945,13 @@ fn many_blocksights(count: usize) -> String {
 fn rendering(text: &str, output: OutputFormat, threads: usize) -> String {
     let settings = BuildSettings::default();
     let mut out = Vec::new();
-    let options = cli::RenderOptions {
+    let options = render::RenderOptions {
         output,
         with_secrets: false,
         backup_jobs: true,
         threads,
     };
-    cli::Rendering::new(text, options, &settings)
+    render::Rendering::new(text, options, &settings)
         .unwrap()
         .write_to(&mut out)
         .unwrap();
@@ -973,13 +973,13 @@ fn parallel_render_prints_the_sequential_output_byte_for_byte() {
                 "{output:?} on {threads} threads differs from one thread"
             );
         }
-        assert!(cli::render_with(&text, output, false, true, &settings).unwrap() == sequential);
+        assert!(render::render_with(&text, output, false, true, &settings).unwrap() == sequential);
 
         // Each document alone, in file order.
         let alone: Vec<String> = text
             .split("---\n")
             .filter(|doc| !doc.trim().is_empty())
-            .map(|doc| cli::render_with(doc, output, false, true, &settings).unwrap())
+            .map(|doc| render::render_with(doc, output, false, true, &settings).unwrap())
             .collect();
         assert_eq!(alone.len(), 23);
         match output {
@@ -1028,7 +1028,7 @@ fn the_first_bad_document_of_a_large_file_is_named() {
             .collect()
     };
     let error = |text: &str| {
-        cli::render(text, OutputFormat::Yaml, false, &settings)
+        render::render(text, OutputFormat::Yaml, false, &settings)
             .unwrap_err()
             .to_string()
     };

@@ -16,8 +16,8 @@ use anyhow::{Context as _, bail};
 use blocksight_fake_apiserver::convergence::{self, CHILD_RESOURCES, Expected};
 use blocksight_fake_apiserver::operator::{self, regtest_blocksight};
 use blocksight_fake_apiserver::{Config, Counts, FakeApiServer, RequestRecord, Subresource, Verb};
-use blocksight_operator::cli::{OutputFormat, RenderOptions, Rendering, render};
 use blocksight_operator::desired::BuildSettings;
+use blocksight_operator::render::{OutputFormat, RenderOptions, Rendering, render};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -132,7 +132,7 @@ fn round(value: f64, digits: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-/// BlockSights per second through `blocksight_operator::cli::render` (validate, build,
+/// BlockSights per second through `blocksight_operator::render::render` (validate, build,
 /// serialize, on every core), on a file of 1,000 BlockSights; and on one thread, to tell
 /// the parallel speed-up from the rest.
 fn render_throughput(seconds: f64) -> anyhow::Result<Value> {
@@ -199,7 +199,7 @@ fn render_throughput(seconds: f64) -> anyhow::Result<Value> {
 
 /// Where `render`'s time goes, per BlockSight: each stage of it timed on its own.
 fn render_stages(seconds: f64) -> anyhow::Result<Value> {
-    use blocksight_operator::{cli, desired, validate};
+    use blocksight_operator::{desired, render, validate};
     let doc = serde_yaml::to_string(&regtest_blocksight("dev"))?;
     let settings = BuildSettings::default();
     // Milliseconds per call of `stage`, run for `seconds`.
@@ -216,7 +216,7 @@ fn render_stages(seconds: f64) -> anyhow::Result<Value> {
         )
     };
     let parse = || -> Value { serde_yaml::from_str(&doc).expect("YAML") };
-    let bs = cli::parse_blocksight(parse()).map_err(anyhow::Error::msg)?;
+    let bs = render::parse_blocksight(parse()).map_err(anyhow::Error::msg)?;
     let valid = validate::validate(&bs).map_err(anyhow::Error::msg)?;
     let desired = desired::build(&valid, &settings);
     let values: Vec<Value> = desired

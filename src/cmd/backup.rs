@@ -1,28 +1,19 @@
-//! `blocksight backup ...`: the commands the backup, prune, restore and restore-drill Jobs
-//! run. Results are JSON on stdout, progress goes to stderr. Secrets come from the
-//! environment or files only: PGPASSWORD or `--pg-password-file`, and AWS_* variables
-//! (secretKeyRef) or the pod's cloud identity for S3.
+//! `blocksight backup ...`: the flags of the backup Jobs' program; what runs is
+//! `crate::backup_tool::command`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
-use serde_json::{Value, json};
 
-use super::error::{BackupError, EXIT_OK, Result};
-use super::{
-    BackupRef, Destination, DestinationConfig, DumpRequest, PgServer, PgSettings, PrunePolicy,
-    RestoreRequest, S3Settings,
-};
-use crate::cli::LogFormat;
-
-/// Kubernetes keeps at most 4096 bytes of a container's termination message.
-const RESULT_FILE_LIMIT: usize = 4096;
+use super::LogFormatArg;
+use crate::backup_tool::command::{self, DestinationOptions, Invocation, PostgresOptions};
+use crate::backup_tool::{BackupRef, DumpRequest, PrunePolicy, RestoreRequest, S3Settings};
+use crate::telemetry;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Plain)]
+    pub log_format: LogFormatArg,
     /// Also write a compact JSON result (at most 4 KiB) to this file, e.g.
     /// /dev/termination-log, where the controller reads it from the Pod's status.
     #[arg(long, global = true, value_name = "PATH")]
@@ -195,42 +186,30 @@ impl BackupSelector {
     }
 }
 
-impl DestinationArgs {
-    fn open(&self) -> Result<Destination> {
-        let config = match (&self.kind.s3_bucket, &self.kind.local_dir) {
-            (Some(bucket), _) => DestinationConfig::S3(S3Settings {
-                bucket: bucket.clone(),
-                region: self.s3_region.clone(),
-                endpoint: self.s3_endpoint.clone(),
-                force_path_style: self.s3_force_path_style,
+impl From<DestinationArgs> for DestinationOptions {
+    fn from(args: DestinationArgs) -> Self {
+        Self {
+            s3: args.kind.s3_bucket.map(|bucket| S3Settings {
+                bucket,
+                region: args.s3_region,
+                endpoint: args.s3_endpoint,
+                force_path_style: args.s3_force_path_style,
             }),
-            (None, Some(dir)) => DestinationConfig::Local(dir.clone()),
-            // clap's group makes one of them required.
-            (None, None) => return Err(BackupError::Usage("no destination given".into())),
-        };
-        Destination::open(&config, &self.prefix)
+            local_dir: args.kind.local_dir,
+            prefix: args.prefix,
+        }
     }
 }
 
-impl PostgresArgs {
-    fn server(&self) -> Result<PgServer> {
-        let password = match &self.password_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-                    .map_err(|e| {
-                        BackupError::Usage(format!("password file {}: {e}", path.display()))
-                    })?,
-            ),
-            None => std::env::var("PGPASSWORD").ok(),
-        };
-        Ok(PgServer::new(PgSettings {
-            host: self.host.clone(),
-            port: self.port,
-            user: self.user.clone(),
-            password,
-            maintenance_database: self.maintenance_database.clone(),
-        }))
+impl From<PostgresArgs> for PostgresOptions {
+    fn from(args: PostgresArgs) -> Self {
+        Self {
+            host: args.host,
+            port: args.port,
+            user: args.user,
+            password_file: args.password_file,
+            maintenance_database: args.maintenance_database,
+        }
     }
 }
 
@@ -240,117 +219,47 @@ impl WorkArgs {
     }
 }
 
-/// What a command prints on stdout, and the compact form for `--result-file`.
-struct Output {
-    /// Pretty JSON, fields in their declared order.
-    stdout: String,
-    summary: Value,
-    exit_code: u8,
-}
-
-impl Output {
-    fn ok(stdout: &impl Serialize, summary: Value) -> Self {
-        Self {
-            stdout: serde_json::to_string_pretty(stdout).expect("results serialize"),
-            summary,
-            exit_code: EXIT_OK,
-        }
-    }
-}
-
-/// Run the command; print its result on stdout, or `error: <category>: <message>` on
-/// stderr. Returns the exit code.
-pub async fn run(args: BackupArgs) -> u8 {
-    crate::cli::init_logging(args.log_format);
-    let (output, code) = match execute(args.command).await {
-        Ok(output) => {
-            println!("{}", output.stdout);
-            (output.summary, output.exit_code)
-        }
-        Err(e) => {
-            eprintln!("error: {}: {e}", e.category());
-            let summary = json!({"error": shorten(&e.to_string(), 2048), "category": e.category()});
-            (summary, e.exit_code())
-        }
-    };
-    if let Some(path) = &args.result_file {
-        let mut text = output.to_string();
-        if text.len() > RESULT_FILE_LIMIT {
-            text = json!({"error": "result too long for the result file", "exitCode": code})
-                .to_string();
-        }
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("warning: writing the result to {}: {e}", path.display());
-        }
-    }
-    code
-}
-
-async fn execute(command: BackupCommand) -> Result<Output> {
-    match command {
+/// Set up logging, run the command; its result is printed (and written to `--result-file`).
+pub async fn execute(args: BackupArgs) -> anyhow::Result<u8> {
+    telemetry::init_logging(args.log_format.into());
+    let to_run = match args.command {
         BackupCommand::Dump {
             database,
             name,
             destination,
             postgres,
             work,
-        } => {
-            let destination = destination.open()?;
-            let request = DumpRequest {
+        } => command::BackupCommand::Dump {
+            request: DumpRequest {
                 database,
                 name,
                 work_dir: work.dir(),
-            };
-            let listed = super::dump(&postgres.server()?, &destination, &request).await?;
-            let m = &listed.manifest;
-            let summary = json!({
-                "name": m.name, "time": m.time, "database": m.database,
-                "sizeBytes": m.size_bytes, "sha256": m.sha256,
-                "durationSeconds": m.duration_seconds, "location": listed.location,
-            });
-            Ok(Output::ok(&listed, summary))
-        }
-        BackupCommand::List { destination } => {
-            let destination = destination.open()?;
-            let inventory = destination.inventory().await?;
-            for (name, reason) in &inventory.broken {
-                tracing::warn!(backup = %name, reason = %reason, "unreadable manifest, not listed");
-            }
-            let summary = json!({
-                "count": inventory.backups.len(),
-                "newest": inventory.backups.first().map(|b| &b.manifest.name),
-            });
-            Ok(Output::ok(&inventory.backups, summary))
-        }
+            },
+            destination: destination.into(),
+            postgres: postgres.into(),
+        },
+        BackupCommand::List { destination } => command::BackupCommand::List {
+            destination: destination.into(),
+        },
         BackupCommand::Prune {
             retention,
             keep_last,
             orphan_grace,
             dry_run,
             destination,
-        } => {
-            let destination = destination.open()?;
-            let policy = PrunePolicy {
+        } => command::BackupCommand::Prune {
+            policy: PrunePolicy {
                 retention,
                 keep_last: keep_last.map(|n| n as usize),
                 orphan_grace,
-            };
-            let report = super::prune(&destination, &policy, dry_run).await?;
-            let summary = json!({
-                "dryRun": report.dry_run,
-                "deleted": report.deleted.len(),
-                "kept": report.kept.len(),
-                "orphansDeleted": report.orphans_deleted.len(),
-                "broken": report.broken.len(),
-            });
-            Ok(Output::ok(&report, summary))
-        }
-        BackupCommand::Delete { name, destination } => {
-            let destination = destination.open()?;
-            let report = super::delete_backup(&destination, &name).await?;
-            let summary = serde_json::to_value(&report).expect("reports serialize");
-            Ok(Output::ok(&report, summary))
-        }
+            },
+            dry_run,
+            destination: destination.into(),
+        },
+        BackupCommand::Delete { name, destination } => command::BackupCommand::Delete {
+            name,
+            destination: destination.into(),
+        },
         BackupCommand::Restore {
             backup,
             target_database,
@@ -360,62 +269,35 @@ async fn execute(command: BackupCommand) -> Result<Output> {
             destination,
             postgres,
             work,
-        } => {
-            let destination = destination.open()?;
-            let request = RestoreRequest {
+        } => command::BackupCommand::Restore {
+            request: RestoreRequest {
                 backup: backup.to_ref(),
                 target_database,
                 drop_existing,
                 only_if_empty,
                 owner,
                 work_dir: work.dir(),
-            };
-            let report = super::restore(&postgres.server()?, &destination, &request).await?;
-            let summary = serde_json::to_value(&report).expect("reports serialize");
-            Ok(Output::ok(&report, summary))
-        }
+            },
+            destination: destination.into(),
+            postgres: postgres.into(),
+        },
         BackupCommand::Verify {
             backup,
             destination,
             postgres,
             work,
-        } => {
-            let destination = destination.open()?;
-            let report = super::verify(
-                &postgres.server()?,
-                &destination,
-                &backup.to_ref(),
-                &work.dir(),
-            )
-            .await;
-            if let Some(e) = &report.failure {
-                eprintln!("error: {}: {e}", e.category());
-            }
-            let summary = json!({
-                "backup": report.backup, "ok": report.ok,
-                "durationSeconds": report.duration_seconds, "tables": report.tables,
-                "mismatches": report.mismatches.len(),
-                "error": report.error.as_deref().map(|e| shorten(e, 2048)),
-            });
-            Ok(Output {
-                stdout: serde_json::to_string_pretty(&report).expect("reports serialize"),
-                summary,
-                exit_code: report.exit_code(),
-            })
-        }
-    }
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn shorten(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+        } => command::BackupCommand::Verify {
+            backup: backup.to_ref(),
+            destination: destination.into(),
+            postgres: postgres.into(),
+            work_dir: work.dir(),
+        },
+    };
+    let invocation = Invocation {
+        result_file: args.result_file,
+        command: to_run,
+    };
+    Ok(command::run(invocation).await)
 }
 
 #[cfg(test)]
@@ -468,11 +350,5 @@ mod tests {
             panic!("prune parses");
         };
         assert_eq!(orphan_grace, std::time::Duration::from_secs(3600));
-    }
-
-    #[test]
-    fn shorten_cuts_at_characters() {
-        assert_eq!(shorten("abc", 5), "abc");
-        assert_eq!(shorten("ééé", 3), "é…");
     }
 }

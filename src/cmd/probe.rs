@@ -1,18 +1,11 @@
-//! `blocksight probe`: run one probe from a shell (or `kubectl exec`) and print its report as
-//! JSON. Secrets are read from an environment variable or a file, never from a flag value,
-//! so they stay out of `ps` and shell history.
+//! `blocksight probe`: the flags of a one-off probe; what runs is `crate::probe::command`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
 
-use super::{BitcoindTarget, ElectrsTarget, ProbeError};
-
-/// Exit code of a probe that ran and failed (clap uses 2 for bad flags as well; both mean
-/// "not healthy" to a script).
-pub const EXIT_PROBE_FAILED: u8 = 2;
+use crate::probe::command::{self, ProbeRequest, SecretSource};
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -80,27 +73,21 @@ pub struct UrlSource {
     url_file: Option<PathBuf>,
 }
 
-impl PasswordSource {
-    fn read(&self) -> Result<String, ProbeError> {
-        read_secret(self.password_env.as_deref(), self.password_file.as_ref())
+impl From<PasswordSource> for SecretSource {
+    fn from(source: PasswordSource) -> Self {
+        Self {
+            env: source.password_env,
+            file: source.password_file,
+        }
     }
 }
 
-impl UrlSource {
-    fn read(&self) -> Result<String, ProbeError> {
-        read_secret(self.url_env.as_deref(), self.url_file.as_ref())
-    }
-}
-
-fn read_secret(env: Option<&str>, file: Option<&PathBuf>) -> Result<String, ProbeError> {
-    match (env, file) {
-        (Some(var), _) => std::env::var(var)
-            .map_err(|e| ProbeError::InvalidTarget(format!("environment variable {var}: {e}"))),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|e| ProbeError::InvalidTarget(format!("{}: {e}", path.display()))),
-        // clap's group makes one of them required.
-        (None, None) => Err(ProbeError::InvalidTarget("no secret source given".into())),
+impl From<UrlSource> for SecretSource {
+    fn from(source: UrlSource) -> Self {
+        Self {
+            env: source.url_env,
+            file: source.url_file,
+        }
     }
 }
 
@@ -114,51 +101,30 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Run the probe; print its report on stdout, or `error: <category>: <message>` on stderr.
-/// Returns the exit code.
-pub async fn run(args: ProbeArgs) -> u8 {
-    match report(args).await {
-        Ok(json) => {
-            println!("{json}");
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {}: {e}", e.category());
-            EXIT_PROBE_FAILED
-        }
-    }
-}
-
-async fn report(args: ProbeArgs) -> Result<String, ProbeError> {
-    let timeout = args.timeout;
-    match args.target {
+/// Run the probe; its report or error is printed, a failed probe exits 2.
+pub async fn execute(args: ProbeArgs) -> anyhow::Result<u8> {
+    let target = match args.target {
         ProbeTarget::Bitcoind {
             url,
             user,
             password,
-        } => {
-            let target = BitcoindTarget {
-                url,
-                user,
-                password: password.read()?,
-                timeout,
-            };
-            super::bitcoind(&target).await.map(|r| json(&r))
-        }
-        ProbeTarget::Electrs { addr } => super::electrs(&ElectrsTarget { addr, timeout })
-            .await
-            .map(|r| json(&r)),
-        ProbeTarget::Postgres { url, database } => {
-            super::postgres(&url.read()?, &database, timeout)
-                .await
-                .map(|r| json(&r))
-        }
-        ProbeTarget::Redis { url } => super::redis(&url.read()?, timeout).await.map(|r| json(&r)),
-    }
-}
-
-fn json(report: &impl Serialize) -> String {
-    serde_json::to_string_pretty(report).expect("reports serialize")
+        } => command::ProbeTarget::Bitcoind {
+            url,
+            user,
+            password: password.into(),
+        },
+        ProbeTarget::Electrs { addr } => command::ProbeTarget::Electrs { addr },
+        ProbeTarget::Postgres { url, database } => command::ProbeTarget::Postgres {
+            url: url.into(),
+            database,
+        },
+        ProbeTarget::Redis { url } => command::ProbeTarget::Redis { url: url.into() },
+    };
+    let request = ProbeRequest {
+        timeout: args.timeout,
+        target,
+    };
+    Ok(command::run(request).await)
 }
 
 #[cfg(test)]
