@@ -40,12 +40,22 @@ fn imports(text: &str) -> Vec<String> {
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
             let tail = &rest[at + "crate::".len()..];
-            let name: String = tail
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                out.push(name);
+            let ident = |text: &str| -> String {
+                text.trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            };
+            // `crate::{a, b::c}` names several modules (one line is enough: rustfmt keeps
+            // a crate-root group short).
+            if let Some(group) = tail.strip_prefix('{') {
+                let inner = group.split('}').next().unwrap_or_default();
+                out.extend(inner.split(',').map(ident).filter(|n| !n.is_empty()));
+            } else {
+                let name = ident(tail);
+                if !name.is_empty() {
+                    out.push(name);
+                }
             }
             rest = tail;
         }
@@ -116,6 +126,6 @@ fn every_import_points_down_the_layers() {
 
 #[test]
 fn the_scanner_sees_code_and_skips_comments() {
-    let text = "use crate::crd::X; // crate::cmd\n/// [`crate::runtime`]\nlet a = crate::desired::build();";
-    assert_eq!(imports(text), ["crd", "desired"]);
+    let text = "use crate::crd::X; // crate::cmd\n/// [`crate::runtime`]\nlet a = crate::desired::build();\nuse crate::{names, validate::V};";
+    assert_eq!(imports(text), ["crd", "desired", "names", "validate"]);
 }
