@@ -1,5 +1,15 @@
 //! The render engine of `blocksight render`: every BlockSight of a file parsed, validated,
 //! built and serialized as the controller would apply it, on every core, in file order.
+//!
+//! Why not rayon's ordered parallel iteration: tried on 2026-12-03 (rayon 1.12: a pool of
+//! `threads`, `into_par_iter().map().collect()` for validation, windows of
+//! `threads * CHUNKS_AHEAD_PER_THREAD` chunks rendered in parallel while the previous window
+//! is written), measured with `blocksight-bench` (render mode, 1,000 BlockSights, release,
+//! 2 cores shared with other work, load 1.4-2.7, under `nice -n 10`), both binaries run in
+//! turn. BlockSights/s, YAML / JSON, all cores: hand-written 843/910, 992/992, 1052/1056;
+//! rayon 922/935, 810/952, 750/828 (means 962/986 against 827/905). Not at least as fast,
+//! and it adds a dependency, so the hand-written engine stays. Neither reached the
+//! 2,000/s of docs/performance.md on the busy machine; compare again on an idle one.
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
