@@ -21,6 +21,7 @@ const RANKS: &[(&str, u8)] = &[
     ("metrics", 5),
     ("rbac", 5),
     ("render", 5),
+    ("compose", 5),
     ("backup_tool", 5),
     ("chain", 6),
     ("controller", 7),

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod backup_tool;
 pub mod chain;
 pub mod cmd;
+pub mod compose;
 pub mod controller;
 pub mod crd;
 pub mod desired;

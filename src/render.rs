@@ -237,6 +237,11 @@ impl<'s> Rendering<'s> {
         })
     }
 
+    /// The validated BlockSights, in file order.
+    pub fn documents(&self) -> &[ValidBlockSight] {
+        &self.documents
+    }
+
     /// Write every object: YAML documents each after a `---` line, or one JSON List
     /// (pretty-printed, keys sorted).
     pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {

@@ -122,6 +122,7 @@ if [ -z "${BLOCKSIGHT_TEST_S3_ENDPOINT:-}" ]; then
   }
   # Extend the EXIT trap (the probe services' stop, if set) rather than replace it.
   previous_exit_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+  # shellcheck disable=SC2064 # expanded now on purpose: the new trap chains the one before
   trap "${previous_exit_trap:+$previous_exit_trap; }stop_test_s3" EXIT
   s3_ready=""
   for _ in $(seq 100); do
@@ -156,11 +157,13 @@ cp_dir=$(mktemp -d)
 previous_exit_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
 if [ -n "${BLOCKSIGHT_E2E_KUBECONFIG:-}" ]; then
   echo "using the cluster in BLOCKSIGHT_E2E_KUBECONFIG=$BLOCKSIGHT_E2E_KUBECONFIG"
+  # shellcheck disable=SC2064 # expanded now on purpose: the new trap chains the one before
   trap "${previous_exit_trap:+$previous_exit_trap; }rm -rf '$cp_dir'" EXIT
   cp_bin=$(tests/controlplane/build.sh)
   export BLOCKSIGHT_E2E_KUBECTL="${BLOCKSIGHT_E2E_KUBECTL:-$cp_bin/kubectl}"
 else
   cp_start=$SECONDS
+  # shellcheck disable=SC2064 # expanded now on purpose: the new trap chains the one before
   trap "${previous_exit_trap:+$previous_exit_trap; }tests/controlplane/down.sh '$cp_dir'" EXIT
   tests/controlplane/up.sh "$cp_dir"
   cp_bin=$(tests/controlplane/build.sh)
@@ -199,5 +202,14 @@ python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["runs"][0]; print
 rm -f "$bench_json"
 # --- END fake API server and benchmark smoke run ------------------------------------------
 
-step "asset tests: kube-validate, Helm, Argo CD, Terraform, promtool/amtool"
+# The Go test tools (tests/gotools, each pinned in its go.mod; built once per pin into
+# .cache/gotools): compose-config, Compose's own validation, for the laptop stack tests
+# (tests/assets/test_compose.py), and actionlint for the workflows (tests/assets/test_release.py).
+step "Go test tools: compose-config, actionlint"
+gotools=$(tests/gotools/build.sh)
+export BLOCKSIGHT_COMPOSE_CONFIG="$gotools/compose-config"
+export PATH="$gotools:$PATH"
+"$gotools/actionlint" -version | head -1
+
+step "asset tests: kube-validate, Helm, Argo CD, Terraform, promtool/amtool, Compose, release linters"
 pytest -q tests/assets

@@ -14,8 +14,14 @@ pub struct RenderArgs {
     /// File with BlockSight documents ("-" for standard input).
     #[arg(short = 'f', long = "filename")]
     file: PathBuf,
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
+    /// yaml or json: the objects on standard output. compose: a Docker Compose project of
+    /// the same components (one BlockSight) written into --dir.
+    #[arg(short = 'o', long = "output", visible_alias = "format", value_enum, default_value_t = OutputFormat::Yaml)]
     output: OutputFormat,
+    /// With --format compose: the project directory for compose.yaml, config/ and .env
+    /// (default: ./blocksight-NAME).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
     /// Also print the credentials Secrets the controller creates on first reconcile,
     /// with freshly generated values (never commit them).
     #[arg(long)]
@@ -38,15 +44,7 @@ pub struct RenderArgs {
 pub enum OutputFormat {
     Yaml,
     Json,
-}
-
-impl From<OutputFormat> for crate::render::OutputFormat {
-    fn from(format: OutputFormat) -> Self {
-        match format {
-            OutputFormat::Yaml => Self::Yaml,
-            OutputFormat::Json => Self::Json,
-        }
-    }
+    Compose,
 }
 
 /// Render the file on stdout; an invalid file prints nothing but the error (exit code 1).
@@ -54,11 +52,23 @@ pub fn execute(args: RenderArgs) -> anyhow::Result<u8> {
     let RenderArgs {
         file,
         output,
+        dir,
         with_secrets,
         prometheus_operator,
         backup_jobs,
         operator_image,
     } = args;
+    let format = match output {
+        OutputFormat::Yaml => crate::render::OutputFormat::Yaml,
+        OutputFormat::Json => crate::render::OutputFormat::Json,
+        OutputFormat::Compose => crate::render::OutputFormat::Yaml,
+    };
+    if dir.is_some() && !matches!(output, OutputFormat::Compose) {
+        anyhow::bail!("--dir is for --format compose");
+    }
+    if matches!(output, OutputFormat::Compose) && (with_secrets || backup_jobs) {
+        anyhow::bail!("--with-secrets and --backup-jobs do not apply to --format compose");
+    }
     let text = read_input(&file)?;
     let settings = BuildSettings {
         prometheus_operator_crds: prometheus_operator,
@@ -68,12 +78,55 @@ pub fn execute(args: RenderArgs) -> anyhow::Result<u8> {
     // Every document is checked before anything is printed: invalid input prints
     // nothing (a pipe into `kubectl apply` never gets half a file).
     let options = RenderOptions {
-        output: output.into(),
+        output: format,
         with_secrets,
         backup_jobs,
         threads: 0,
     };
     match Rendering::new(&text, options, &settings) {
+        Ok(rendering) if matches!(output, OutputFormat::Compose) => {
+            let [bs] = rendering.documents() else {
+                eprintln!(
+                    "error: {}: --format compose renders one BlockSight; the file has {}",
+                    file.display(),
+                    rendering.documents().len()
+                );
+                return Ok(1);
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(crate::compose::project_name(&bs.name)));
+            let written = match crate::compose::write_project(bs, &settings, &dir) {
+                Ok(written) => written,
+                Err(e) => {
+                    eprintln!("error: {}: {e:#}", file.display());
+                    return Ok(1);
+                }
+            };
+            let env = &written.env;
+            println!(
+                "wrote {dir}/{compose}, {files} configuration files in {dir}/{config}/ and {dir}/{env_file} \
+                 ({generated} credentials generated, {kept} kept; mode 0600, never commit it)",
+                dir = written.dir.display(),
+                compose = crate::compose::COMPOSE_FILE,
+                files = written.config_files,
+                config = crate::compose::CONFIG_DIR,
+                env_file = crate::compose::ENV_FILE,
+                generated = env.generated,
+                kept = env.kept,
+            );
+            if !env.missing.is_empty() {
+                println!(
+                    "set these in {}/{} (Secrets you manage in the cluster): {}",
+                    written.dir.display(),
+                    crate::compose::ENV_FILE,
+                    env.missing.join(", ")
+                );
+            }
+            println!(
+                "start it: docker compose --project-directory {} up -d",
+                written.dir.display()
+            );
+            Ok(0)
+        }
         Ok(rendering) => {
             let mut stdout = std::io::stdout().lock();
             rendering
