@@ -32,7 +32,12 @@ cp_bin=$(tests/controlplane/build.sh)
 kubectl_bin=$(command -v kubectl || echo "$cp_bin/kubectl")
 state=$(mktemp -d)
 cleanup=()
-trap 'for c in "${cleanup[@]}"; do eval "$c"; done; rm -rf "$state"' EXIT
+run_cleanup() {
+  local step
+  for step in "${cleanup[@]}"; do eval "$step"; done
+  rm -rf "$state"
+}
+trap run_cleanup EXIT
 # A closed terminal or a kill cleans up too (the control plane runs in sessions of its own).
 trap 'exit 130' INT TERM HUP
 if [ "${BLOCKSIGHT_LOCAL:-}" != 1 ] && "$kubectl_bin" config current-context >/dev/null 2>&1 \

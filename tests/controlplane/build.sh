@@ -51,7 +51,7 @@ for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat
   volume/fast/pvc-delete.yaml; do
   cp "$kwok_dir/kustomize/stage/$f" "$staging/kwok-stages/$(basename "$f")"
 done
-rm -rf "$out/bin"
+rm -rf "${out:?}/bin"
 mv "$staging" "$out/bin"
 echo "build.sh: built in $((SECONDS - start)) s" >&2
 echo "$out/bin"
